@@ -1,0 +1,214 @@
+//! Builds the daemon from a `Config` and runs it until shutdown.
+
+use crate::backend::TractBackend;
+use crate::config::{Config, SourceConfig};
+use crate::model::{LoadedModel, ModelError};
+use crate::mqtt::Uplink;
+use crate::outbox::{Outbox, OutboxError};
+use crate::pipeline::{FrameQueue, PipelineError, Postprocessor, Preprocessor, Worker};
+use crate::sensor::{self, SensorError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long shutdown waits for sensors, workers and the uplink before giving up on them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// A model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Pre- or post-processing does not fit a model.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A sensor could not be opened.
+    #[error("sensor \"{sensor}\": {source}")]
+    Sensor {
+        sensor: String,
+        #[source]
+        source: SensorError,
+    },
+    /// A sensor's frames do not fit its model's input.
+    #[error("sensor \"{sensor}\": {message}")]
+    Mismatch { sensor: String, message: String },
+    /// A thread could not be started.
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The MQTT settings are unusable.
+    #[error("mqtt: {0}")]
+    Mqtt(String),
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then stops in order: sensors, workers (finishing
+/// frames already queued), outbox flush, uplink.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let data_dir = config.device.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let outbox = Arc::new(Outbox::open(&config.outbox_dir(), &config.outbox)?);
+    let backlog = outbox.stats();
+    info!(records = backlog.records, bytes = backlog.bytes, max_bytes = backlog.max_bytes, "Outbox opened");
+
+    let mut models = HashMap::new();
+    for mc in &config.models {
+        let started = Instant::now();
+        let cfg = mc.clone();
+        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&cfg, &TractBackend))
+            .await
+            .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
+        info!(
+            model = %model.id,
+            version = %model.version,
+            backend = model.backend,
+            input = ?model.input().shape,
+            load_ms = started.elapsed().as_millis() as u64,
+            "Model loaded"
+        );
+        let pre = Preprocessor::new(&model.id, &mc.preprocess, model.input())?;
+        let post = Postprocessor::new(&model.id, &mc.postprocess, model.outputs())?;
+        models.insert(mc.id.clone(), (Arc::new(model), pre, post, FrameQueue::new()));
+    }
+
+    // Open every sensor before starting any thread, so a bad one fails start-up cleanly.
+    let mut sensors = Vec::new();
+    let mut stats_by_model: HashMap<String, HashMap<Arc<str>, _>> = HashMap::new();
+    for sc in &config.sensors {
+        let (source, settings) = sensor::open(&sc.source).map_err(|source| StartError::Sensor {
+            sensor: sc.id.clone(),
+            source,
+        })?;
+        let (_, pre, _, queue) = &models[&sc.model];
+        if let SourceConfig::WavReplay(w) = &sc.source {
+            if w.window != pre.input_len() {
+                return Err(StartError::Mismatch {
+                    sensor: sc.id.clone(),
+                    message: format!(
+                        "window is {} samples but model \"{}\" takes {}",
+                        w.window,
+                        sc.model,
+                        pre.input_len()
+                    ),
+                });
+            }
+        }
+        let id: Arc<str> = sc.id.as_str().into();
+        let port = queue.port(Arc::clone(&id), sc.queue);
+        stats_by_model
+            .entry(sc.model.clone())
+            .or_default()
+            .insert(Arc::clone(&id), Arc::clone(&port.stats));
+        sensors.push((id, source, settings, port));
+    }
+
+    let mut workers = Vec::new();
+    let mut queues = Vec::new();
+    for (id, (model, pre, post, queue)) in models {
+        queues.push(Arc::clone(&queue));
+        let worker = Worker {
+            device: config.device.id.clone(),
+            model,
+            pre,
+            post,
+            queue,
+            outbox: Arc::clone(&outbox),
+            stats: stats_by_model.remove(&id).unwrap_or_default(),
+            log_predictions: config.device.log_predictions,
+        };
+        workers.push(worker.spawn()?);
+    }
+
+    let mut sensor_threads = Vec::new();
+    let mut all_stats = Vec::new();
+    for (id, source, settings, port) in sensors {
+        all_stats.push((Arc::clone(&id), Arc::clone(&port.stats)));
+        let token = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sensor-{id}"))
+            .spawn(move || sensor::run_capture(id, source, settings, port, token))?;
+        sensor_threads.push(thread);
+    }
+
+    let uplink = match &config.mqtt {
+        Some(mqtt) => {
+            let uplink = Uplink::new(
+                mqtt.clone(),
+                config.device.id.clone(),
+                Arc::clone(&outbox),
+                shutdown.clone(),
+            )
+            .map_err(StartError::Mqtt)?;
+            Some(tokio::spawn(uplink.run()))
+        }
+        None => {
+            warn!("No [mqtt] section: predictions are kept in the outbox only");
+            None
+        }
+    };
+    info!(
+        device = %config.device.id,
+        models = config.models.len(),
+        sensors = config.sensors.len(),
+        "Running"
+    );
+
+    shutdown.cancelled().await;
+    info!("Shutting down");
+    for q in &queues {
+        q.close();
+    }
+    let joined = tokio::time::timeout(
+        STOP_TIMEOUT,
+        tokio::task::spawn_blocking(move || {
+            for t in sensor_threads {
+                let _ = t.join();
+            }
+            for w in workers {
+                if w.thread.join().is_err() {
+                    warn!(model = %w.model, "Inference worker panicked");
+                }
+            }
+        }),
+    )
+    .await;
+    if joined.is_err() {
+        warn!("Sensors or workers did not stop in time; exiting without them");
+    }
+    if let Err(e) = outbox.flush() {
+        warn!(error = %e, "Final outbox flush failed");
+    }
+    if let Some(task) = uplink {
+        let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
+    }
+    for (id, stats) in all_stats {
+        let (captured, dropped, inferred, errors) = stats.snapshot();
+        info!(sensor = %id, captured, dropped, inferred, errors, "Sensor totals");
+    }
+    let s = outbox.stats();
+    info!(
+        records = s.records,
+        bytes = s.bytes,
+        appended = s.counters.appended,
+        acked = s.counters.acked,
+        dropped_oldest = s.counters.dropped_oldest,
+        dropped_newest = s.counters.dropped_newest,
+        corrupt = s.counters.corrupt,
+        "Outbox totals"
+    );
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `edgeinfer infer --model M.onnx --input NAME=x.npy ... --output DIR`: run a model once, offline.
+//!
+//! Inputs take their shapes from the .npy files, so models with dynamic dimensions run as given.
+//! Output files are named after the outputs, with characters outside `[A-Za-z0-9._-]` replaced by `_`.
+
+use crate::backend::{Backend, InputOverrides, TractBackend};
+use crate::npy;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use tract_onnx::prelude::Tensor;
+
+/// Arguments of `edgeinfer infer`.
+#[derive(Args)]
+pub struct InferArgs {
+    /// The .onnx model.
+    #[arg(long)]
+    model: PathBuf,
+    /// An input as NAME=FILE.npy (or just FILE.npy for a single-input model); repeat for each input.
+    #[arg(long = "input", required = true)]
+    inputs: Vec<String>,
+    /// Folder for the outputs (created if missing).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// `name` made safe as a file name.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub(super) fn run(args: &InferArgs) -> ExitCode {
+    match infer(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn infer(args: &InferArgs) -> anyhow::Result<()> {
+    let mut given: Vec<(Option<String>, Tensor)> = Vec::new();
+    for spec in &args.inputs {
+        let (name, file) = match spec.split_once('=') {
+            Some((n, f)) => (Some(n.to_string()), PathBuf::from(f)),
+            None => (None, PathBuf::from(spec)),
+        };
+        given.push((name, npy::read(&file)?));
+    }
+    let backend = TractBackend;
+    // First pass learns the input names; shapes come from the files.
+    let names = input_names(&args.model)?;
+    if given.len() != names.len() {
+        anyhow::bail!(
+            "the model has {} input(s) ({}), {} given",
+            names.len(),
+            names.join(", "),
+            given.len()
+        );
+    }
+    let mut by_name: Vec<Option<Tensor>> = vec![None; names.len()];
+    for (name, tensor) in given {
+        let ix = match name {
+            Some(n) => names
+                .iter()
+                .position(|m| *m == n)
+                .ok_or_else(|| anyhow::anyhow!("the model has no input \"{n}\" (inputs: {})", names.join(", ")))?,
+            None if names.len() == 1 => 0,
+            None => anyhow::bail!("the model has several inputs: name each one as NAME=FILE.npy"),
+        };
+        if by_name[ix].replace(tensor).is_some() {
+            anyhow::bail!("input \"{}\" given twice", names[ix]);
+        }
+    }
+    let tensors: Vec<Tensor> = by_name.into_iter().map(|t| t.expect("every input counted above")).collect();
+    let overrides: InputOverrides = names
+        .iter()
+        .zip(&tensors)
+        .map(|(n, t)| (n.clone(), (Some(t.datum_type()), t.shape().to_vec())))
+        .collect();
+    let prepared = backend.prepare(&args.model, &overrides)?;
+    let started = Instant::now();
+    let outputs = prepared.run(tensors)?;
+    let elapsed = started.elapsed();
+    std::fs::create_dir_all(&args.output)?;
+    for (name, tensor) in prepared.outputs().iter().zip(&outputs) {
+        let path = args.output.join(format!("{}.npy", sanitize(name)));
+        npy::write(&path, tensor)?;
+        println!("{name}\t{:?}\t{:?}\t{}", tensor.shape(), tensor.datum_type(), path.display());
+    }
+    eprintln!("inference took {} µs ({})", elapsed.as_micros(), backend.name());
+    Ok(())
+}
+
+/// Input names of an ONNX model, in graph order.
+fn input_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let graph = model
+        .graph
+        .ok_or_else(|| anyhow::anyhow!("{} has no graph", path.display()))?;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|i| i.name.as_str()).collect();
+    Ok(graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+        .map(|i| i.name.clone())
+        .collect())
+}

@@ -1,0 +1,64 @@
+//! Command line: one file per subcommand.
+
+mod check_config;
+mod infer;
+mod print_default_config;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status for an invalid config or command line.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "edgeinfer", version, about = "Edge inference daemon: sensors → ONNX models → durable outbox → MQTT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check config files and print every problem with its key path; exit 2 if any.
+    CheckConfig {
+        /// Config files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a complete, commented default config.
+    PrintDefaultConfig,
+    /// Run one model once on .npy inputs and write each output as .npy.
+    Infer(infer::InferArgs),
+}
+
+/// Parses the command line, sets up logging and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run { config } => run::run(&config),
+        Command::CheckConfig { files } => check_config::run(&files),
+        Command::PrintDefaultConfig => print_default_config::run(),
+        Command::Infer(args) => infer::run(&args),
+    }
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,212 @@
+//! Configuration: TOML → typed structs, then `validate()` that reports every problem with its key path.
+//!
+//! Loading happens in two passes so that one mistake does not hide the next: the text is parsed as a
+//! TOML table first (syntax errors keep their line and column), then each section and each array element
+//! is deserialized on its own, collecting every error with its key path. Semantic checks (references,
+//! files, ranges) run last, on whatever deserialized.
+
+mod device;
+mod error;
+mod models;
+mod mqtt;
+mod outbox;
+mod parse;
+mod sensors;
+
+pub use device::DeviceConfig;
+pub use error::{ConfigError, LoadError};
+pub use models::{
+    Activation, ChannelOrder, ImagePreprocess, Layout, ModelConfig, PostprocessConfig,
+    PreprocessConfig,
+};
+pub use mqtt::{BrokerAddress, MqttConfig};
+pub use outbox::{OutboxConfig, WhenFull};
+pub use sensors::{
+    ImageReplayConfig, LineReplayConfig, Overflow, QueueConfig, SensorConfig, SourceConfig,
+    WavReplayConfig,
+};
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The whole daemon configuration, as read from one TOML file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Identity of this device and where it keeps its state.
+    pub device: DeviceConfig,
+    /// Models that sensors feed, by id.
+    pub models: Vec<ModelConfig>,
+    /// Frame sources.
+    pub sensors: Vec<SensorConfig>,
+    /// Durable buffer of predictions not yet acknowledged by the broker.
+    pub outbox: OutboxConfig,
+    /// Uplink; without it predictions stay in the outbox.
+    pub mqtt: Option<MqttConfig>,
+}
+
+/// The default configuration printed by `edgeinfer print-default-config`: every key, documented.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths in it are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_toml(&text, &base).map_err(|err| err.in_file(path))
+    }
+
+    /// Parses and validates TOML text; relative paths are resolved against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, LoadError> {
+        let parsed = parse::parse_config(text)?;
+        let mut config = parsed.config;
+        config.resolve_paths(base);
+        let mut errors = parsed.errors;
+        errors.extend(config.validate_skipping(&parsed.broken_model_ids, parsed.device_broken));
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadError::Invalid {
+                file: PathBuf::new(),
+                errors,
+            })
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.device.data_dir);
+        for model in &mut self.models {
+            resolve(&mut model.path);
+            if let PostprocessConfig::Classify { labels: Some(l), .. } = &mut model.postprocess {
+                resolve(l);
+            }
+        }
+        for sensor in &mut self.sensors {
+            match &mut sensor.source {
+                SourceConfig::ImageReplay(c) => resolve(&mut c.path),
+                SourceConfig::WavReplay(c) => resolve(&mut c.path),
+                SourceConfig::LineReplay(c) => resolve(&mut c.path),
+            }
+        }
+    }
+
+    /// Every semantic problem, each with its key path. Empty means the config can run.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        self.validate_skipping(&HashSet::new(), false)
+    }
+
+    /// `validate`, minus follow-on errors of parts that already failed to deserialize.
+    fn validate_skipping(
+        &self,
+        broken_model_ids: &HashSet<String>,
+        device_broken: bool,
+    ) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if !device_broken {
+            self.device.validate("device", &mut errors);
+        }
+        let mut model_ids = HashSet::new();
+        for (i, model) in self.models.iter().enumerate() {
+            let path = format!("models[{i}]");
+            if !model_ids.insert(model.id.as_str()) {
+                errors.push(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("duplicate model id \"{}\"", model.id),
+                ));
+            }
+            model.validate(&path, &mut errors);
+        }
+        let mut sensor_ids = HashSet::new();
+        for (i, sensor) in self.sensors.iter().enumerate() {
+            let path = format!("sensors[{i}]");
+            if !sensor_ids.insert(sensor.id.as_str()) {
+                errors.push(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("duplicate sensor id \"{}\"", sensor.id),
+                ));
+            }
+            sensor.validate(&path, &mut errors);
+            match self.models.iter().find(|m| m.id == sensor.model) {
+                None if broken_model_ids.contains(&sensor.model) => {}
+                None => errors.push(ConfigError::new(
+                    format!("{path}.model"),
+                    format!("no model with id \"{}\"", sensor.model),
+                )),
+                Some(model) => {
+                    let wanted = sensor.source.frame_kind();
+                    let given = model.preprocess.frame_kind();
+                    if wanted != given {
+                        errors.push(ConfigError::new(
+                            format!("{path}.model"),
+                            format!(
+                                "model \"{}\" pre-processes {given} frames but this sensor produces {wanted} frames",
+                                model.id
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.sensors.is_empty() {
+            errors.push(ConfigError::new(
+                "sensors",
+                "no sensors configured: add at least one [[sensors]] table",
+            ));
+        }
+        self.outbox.validate("outbox", &mut errors);
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.validate("mqtt", &mut errors);
+        }
+        errors
+    }
+
+    /// Where the outbox database lives.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.device.data_dir.join("outbox")
+    }
+}
+
+/// Checks that `path` names an existing regular file, reporting under `key`.
+pub(crate) fn check_file(path: &Path, key: &str, errors: &mut Vec<ConfigError>) {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => errors.push(ConfigError::new(
+            key,
+            format!("{} is not a regular file", path.display()),
+        )),
+        Err(e) => errors.push(ConfigError::new(
+            key,
+            format!("file not found: {} ({e})", path.display()),
+        )),
+    }
+}
+
+/// True when `s` can be one level of an MQTT topic and a file name.
+pub(crate) fn is_safe_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+pub(crate) fn check_id(id: &str, key: &str, errors: &mut Vec<ConfigError>) {
+    if !is_safe_id(id) {
+        errors.push(ConfigError::new(
+            key,
+            format!("\"{id}\" is not a valid id: use 1-64 characters from A-Z a-z 0-9 - _ ."),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! `[[models]]`: an ONNX file plus how frames become its input and its output becomes a result.
+
+use super::{check_file, check_id, ConfigError};
+use crate::frame::FrameKind;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One model and its pre- and post-processing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Id that sensors refer to.
+    pub id: String,
+    /// The .onnx file.
+    pub path: PathBuf,
+    /// Expected sha256 of the file (hex); checked at load when given.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Concrete shapes for inputs with dynamic dimensions, by input name.
+    #[serde(default)]
+    pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// How a frame becomes the input tensor.
+    pub preprocess: PreprocessConfig,
+    /// How the output tensors become the published result.
+    pub postprocess: PostprocessConfig,
+}
+
+/// Pre-processing, chosen by `type`; it must match the kind of frames the model's sensors produce.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PreprocessConfig {
+    /// RGB image → float tensor.
+    Image(ImagePreprocess),
+    /// Mono f32 window → `[1, window]` tensor.
+    Audio {
+        /// Linear gain applied to every sample.
+        #[serde(default = "one")]
+        gain: f32,
+    },
+    /// Numeric record → `[1, n]` tensor.
+    Record {
+        /// Zero-based field indices to keep, in this order; all fields when absent.
+        #[serde(default)]
+        fields: Option<Vec<usize>>,
+    },
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Image pre-processing steps, applied in this order: resize, centre crop, normalise, reorder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePreprocess {
+    /// Bilinear resize to `[width, height]`.
+    #[serde(default)]
+    pub resize: Option<[u32; 2]>,
+    /// Centre crop to `[width, height]`.
+    #[serde(default)]
+    pub crop: Option<[u32; 2]>,
+    /// Per-channel mean subtracted after scaling pixels to [0, 1] (in RGB order).
+    #[serde(default = "zeros")]
+    pub mean: [f32; 3],
+    /// Per-channel divisor applied after the mean (in RGB order).
+    #[serde(default = "ones")]
+    pub std: [f32; 3],
+    /// Channel order the model expects.
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+    /// Tensor layout the model expects.
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+fn zeros() -> [f32; 3] {
+    [0.0; 3]
+}
+fn ones() -> [f32; 3] {
+    [1.0; 3]
+}
+
+/// Colour channel order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    #[default]
+    Rgb,
+    /// Blue, green, red (OpenCV-trained models).
+    Bgr,
+}
+
+/// Image tensor layout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[1, C, H, W]`.
+    #[default]
+    Nchw,
+    /// `[1, H, W, C]`.
+    Nhwc,
+}
+
+/// Post-processing, chosen by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PostprocessConfig {
+    /// Class scores → top-k labels.
+    Classify {
+        /// Output to read; the model's first output when absent.
+        #[serde(default)]
+        output: Option<String>,
+        /// Applied to the scores first.
+        #[serde(default = "softmax")]
+        activation: Activation,
+        /// How many classes to report.
+        #[serde(default = "one_usize")]
+        top_k: usize,
+        /// Text file, one label per line, in class order; class indices are reported without it.
+        #[serde(default)]
+        labels: Option<PathBuf>,
+        /// Classes scoring below this are not reported.
+        #[serde(default)]
+        threshold: f32,
+    },
+    /// The first values of each output, as they are.
+    Raw {
+        /// Outputs to report; all when absent.
+        #[serde(default)]
+        outputs: Option<Vec<String>>,
+        /// How many values of each output to report.
+        #[serde(default = "sixteen")]
+        max_values: usize,
+        /// Applied to every reported output.
+        #[serde(default = "no_activation")]
+        activation: Activation,
+    },
+}
+
+fn softmax() -> Activation {
+    Activation::Softmax
+}
+fn no_activation() -> Activation {
+    Activation::None
+}
+fn one_usize() -> usize {
+    1
+}
+fn sixteen() -> usize {
+    16
+}
+
+/// Score transform applied before reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Scores as the model gives them.
+    None,
+    /// exp(x) / Σ exp over the output's last axis.
+    Softmax,
+    /// 1 / (1 + exp(-x)) per value.
+    Sigmoid,
+}
+
+impl PreprocessConfig {
+    /// Kind of frame this pre-processing accepts.
+    pub fn frame_kind(&self) -> FrameKind {
+        match self {
+            PreprocessConfig::Image(_) => FrameKind::Image,
+            PreprocessConfig::Audio { .. } => FrameKind::Audio,
+            PreprocessConfig::Record { .. } => FrameKind::Record,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        check_id(&self.id, &format!("{path}.id"), errors);
+        check_file(&self.path, &format!("{path}.path"), errors);
+        if let Some(sha) = &self.sha256 {
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                errors.push(ConfigError::new(
+                    format!("{path}.sha256"),
+                    "must be 64 hexadecimal characters",
+                ));
+            }
+        }
+        for (name, dims) in &self.input_shapes {
+            if dims.is_empty() || dims.contains(&0) {
+                errors.push(ConfigError::new(
+                    format!("{path}.input_shapes.{name}"),
+                    "every dimension must be at least 1",
+                ));
+            }
+        }
+        let pre = format!("{path}.preprocess");
+        match &self.preprocess {
+            PreprocessConfig::Image(img) => img.validate(&pre, errors),
+            PreprocessConfig::Audio { gain } => {
+                if !gain.is_finite() {
+                    errors.push(ConfigError::new(format!("{pre}.gain"), "must be finite"));
+                }
+            }
+            PreprocessConfig::Record { fields } => {
+                if fields.as_ref().is_some_and(Vec::is_empty) {
+                    errors.push(ConfigError::new(
+                        format!("{pre}.fields"),
+                        "must name at least one field",
+                    ));
+                }
+            }
+        }
+        let post = format!("{path}.postprocess");
+        match &self.postprocess {
+            PostprocessConfig::Classify {
+                top_k,
+                labels,
+                threshold,
+                ..
+            } => {
+                if *top_k == 0 {
+                    errors.push(ConfigError::new(
+                        format!("{post}.top_k"),
+                        "must be at least 1",
+                    ));
+                }
+                if let Some(labels) = labels {
+                    check_file(labels, &format!("{post}.labels"), errors);
+                }
+                if !threshold.is_finite() {
+                    errors.push(ConfigError::new(
+                        format!("{post}.threshold"),
+                        "must be finite",
+                    ));
+                }
+            }
+            PostprocessConfig::Raw { max_values, .. } => {
+                if *max_values == 0 {
+                    errors.push(ConfigError::new(
+                        format!("{post}.max_values"),
+                        "must be at least 1",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl ImagePreprocess {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        for (key, size) in [("resize", self.resize), ("crop", self.crop)] {
+            if let Some([w, h]) = size {
+                if w == 0 || h == 0 || w > 8192 || h > 8192 {
+                    errors.push(ConfigError::new(
+                        format!("{path}.{key}"),
+                        "width and height must be 1-8192",
+                    ));
+                }
+            }
+        }
+        if let (Some([rw, rh]), Some([cw, ch])) = (self.resize, self.crop) {
+            if cw > rw || ch > rh {
+                errors.push(ConfigError::new(
+                    format!("{path}.crop"),
+                    format!("crop {cw}x{ch} is larger than the resized image {rw}x{rh}"),
+                ));
+            }
+        }
+        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            errors.push(ConfigError::new(
+                format!("{path}.std"),
+                "every value must be finite and non-zero",
+            ));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            errors.push(ConfigError::new(
+                format!("{path}.mean"),
+                "every value must be finite",
+            ));
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! TOML text → `Config`, collecting every deserialization error with its key path.
+
+use super::{Config, ConfigError, DeviceConfig, LoadError, MqttConfig, OutboxConfig};
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+const SECTIONS: &[&str] = &["device", "models", "sensors", "outbox", "mqtt"];
+
+/// A config as far as it deserialized, with the problems found on the way.
+pub(super) struct Parsed {
+    pub config: Config,
+    pub errors: Vec<ConfigError>,
+    /// Ids of `[[models]]` entries that failed to deserialize: references to them are not reported
+    /// again as dangling.
+    pub broken_model_ids: HashSet<String>,
+    /// `[device]` failed to deserialize; its placeholder is not validated.
+    pub device_broken: bool,
+}
+
+/// Parses the text; fails only on TOML syntax errors, which keep line and column.
+pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+    let mut errors = Vec::new();
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            errors.push(ConfigError::new(
+                key.clone(),
+                format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
+            ));
+        }
+    }
+
+    let mut device_broken = false;
+    let device = match table.get("device") {
+        Some(v) => section::<DeviceConfig>(v, "device", &mut errors),
+        None => {
+            errors.push(ConfigError::new("device", "missing [device] table"));
+            None
+        }
+    }
+    .unwrap_or_else(|| {
+        device_broken = true;
+        DeviceConfig::placeholder()
+    });
+
+    let mut broken_model_ids = HashSet::new();
+    let mut models = Vec::new();
+    for (i, value) in array(&table, "models", &mut errors).iter().enumerate() {
+        match section(value, &format!("models[{i}]"), &mut errors) {
+            Some(m) => models.push(m),
+            None => {
+                if let Some(id) = value.get("id").and_then(toml::Value::as_str) {
+                    broken_model_ids.insert(id.to_string());
+                }
+            }
+        }
+    }
+
+    let mut sensors = Vec::new();
+    for (i, value) in array(&table, "sensors", &mut errors).iter().enumerate() {
+        if let Some(s) = super::sensors::parse_sensor(value, &format!("sensors[{i}]"), &mut errors) {
+            sensors.push(s);
+        }
+    }
+
+    let outbox = table
+        .get("outbox")
+        .and_then(|v| section::<OutboxConfig>(v, "outbox", &mut errors))
+        .unwrap_or_default();
+    let mqtt = table
+        .get("mqtt")
+        .and_then(|v| section::<MqttConfig>(v, "mqtt", &mut errors));
+
+    Ok(Parsed {
+        config: Config {
+            device,
+            models,
+            sensors,
+            outbox,
+            mqtt,
+        },
+        errors,
+        broken_model_ids,
+        device_broken,
+    })
+}
+
+/// Deserializes one value, recording an error with its full key path on failure.
+pub(super) fn section<T: DeserializeOwned>(
+    value: &toml::Value,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let inner = err.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            errors.push(ConfigError::new(full, err.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn array<'a>(
+    table: &'a toml::Table,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> &'a [toml::Value] {
+    match table.get(key) {
+        None => &[],
+        Some(toml::Value::Array(items)) => items,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                key,
+                format!(
+                    "expected an array of tables ([[{key}]]), found {}",
+                    other.type_str()
+                ),
+            ));
+            &[]
+        }
+    }
+}
+
+fn syntax_error(text: &str, err: &toml::de::Error) -> LoadError {
+    let (line, column) = err
+        .span()
+        .map(|span| line_column(text, span.start))
+        .unwrap_or((0, 0));
+    LoadError::Syntax {
+        file: PathBuf::new(),
+        line,
+        column,
+        message: err.message().trim().to_string(),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}

@@ -1,0 +1,14 @@
+//! edgeinfer: sensors → ONNX inference → durable outbox → MQTT, for small Linux boards.
+
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod frame;
+pub mod model;
+pub mod mqtt;
+pub mod npy;
+pub mod outbox;
+pub mod pipeline;
+pub mod prediction;
+pub mod sensor;

@@ -1,0 +1,6 @@
+//! MQTT: topic names and the uplink that drains the outbox to the broker.
+
+pub mod topics;
+mod uplink;
+
+pub use uplink::Uplink;

@@ -1,0 +1,231 @@
+//! The uplink: publishes outbox records with QoS 1 and deletes each one on its PUBACK.
+//!
+//! Every connection gets a fresh rumqttc `EventLoop`, so no state carries over between connections:
+//! after a reconnect the uplink starts again from the oldest record in the outbox. rumqttc hands out
+//! packet ids as it writes publishes, in the order they were queued; the uplink keeps that order to map
+//! each packet id back to its outbox key.
+
+use super::topics;
+use crate::config::{BrokerAddress, MqttConfig};
+use crate::outbox::Outbox;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// Drains the outbox to the broker until shutdown.
+pub struct Uplink {
+    config: MqttConfig,
+    address: BrokerAddress,
+    device: String,
+    outbox: Arc<Outbox>,
+    shutdown: CancellationToken,
+}
+
+/// How one connection ended.
+enum SessionEnd {
+    Shutdown,
+    Lost { connected: bool, reason: String },
+}
+
+/// Events from the event loop task; bounded, and the event loop waits when it is full.
+const EVENT_QUEUE: usize = 64;
+
+impl Uplink {
+    /// An uplink for `device`; fails only on a broker URL that `validate()` would have refused.
+    pub fn new(
+        config: MqttConfig,
+        device: String,
+        outbox: Arc<Outbox>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, String> {
+        let address = BrokerAddress::parse(&config.broker)?;
+        Ok(Self {
+            config,
+            address,
+            device,
+            outbox,
+            shutdown,
+        })
+    }
+
+    /// Connects, publishes, reconnects with exponential backoff, until shutdown.
+    pub async fn run(self) {
+        let min = Duration::from_millis(self.config.reconnect_min_ms);
+        let max = Duration::from_millis(self.config.reconnect_max_ms);
+        let mut delay = min;
+        loop {
+            match self.session().await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Lost { connected, reason } => {
+                    if connected {
+                        delay = min;
+                        warn!(broker = %self.config.broker, reason, "Connection to broker lost; predictions are kept in the outbox");
+                    } else {
+                        debug!(broker = %self.config.broker, reason, retry_in_ms = delay.as_millis() as u64, "Broker not reachable");
+                    }
+                }
+            }
+            let wait = jitter(delay);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            delay = (delay * 2).min(max);
+        }
+        debug!("Uplink stopped");
+    }
+
+    fn options(&self) -> MqttOptions {
+        let client_id = self
+            .config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.device.clone());
+        let mut opts = MqttOptions::new(client_id, self.address.host.clone(), self.address.port);
+        opts.set_keep_alive(Duration::from_secs(self.config.keep_alive_secs));
+        opts.set_clean_session(true);
+        opts.set_inflight(self.config.max_inflight);
+        if let Some(user) = &self.config.username {
+            opts.set_credentials(user.clone(), self.config.password.clone().unwrap_or_default());
+        }
+        opts
+    }
+
+    /// One connection, from CONNECT to its loss or shutdown.
+    async fn session(&self) -> SessionEnd {
+        let window = self.config.max_inflight as usize;
+        let (client, eventloop) = AsyncClient::new(self.options(), window + 8);
+        let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let poller = tokio::spawn(poll_events(eventloop, tx));
+        let mut state = Flight::default();
+        let notify = self.outbox.notifier();
+        let mut connected = false;
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    let _ = client.try_disconnect();
+                    // Give the DISCONNECT a moment to leave; anything unacked stays in the outbox.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                        while let Some(Ok(ev)) = events.recv().await {
+                            if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    break SessionEnd::Shutdown;
+                }
+                event = events.recv() => match event {
+                    None => break SessionEnd::Lost { connected, reason: "event loop ended".into() },
+                    Some(Err(e)) => break SessionEnd::Lost { connected, reason: e.to_string() },
+                    Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                        connected = true;
+                        let stats = self.outbox.stats();
+                        info!(broker = %self.config.broker, session_present = ack.session_present, backlog = stats.records, "Connected to broker");
+                        if let Err(reason) = self.fill(&client, &mut state, window) {
+                            break SessionEnd::Lost { connected, reason };
+                        }
+                    }
+                    Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => state.written(pkid),
+                    Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                        if let Some(seq) = state.acked(ack.pkid) {
+                            if let Err(e) = self.outbox.ack(seq) {
+                                error!(seq, error = %e, "Cannot delete acknowledged record; it will be sent again");
+                            }
+                        }
+                        if let Err(reason) = self.fill(&client, &mut state, window) {
+                            break SessionEnd::Lost { connected, reason };
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                },
+                _ = notify.notified(), if connected => {
+                    if let Err(reason) = self.fill(&client, &mut state, window) {
+                        break SessionEnd::Lost { connected, reason };
+                    }
+                }
+            }
+        };
+        poller.abort();
+        end
+    }
+
+    /// Queues publishes of the next pending records until `window` are in flight.
+    fn fill(&self, client: &AsyncClient, state: &mut Flight, window: usize) -> Result<(), String> {
+        let room = window.saturating_sub(state.in_flight());
+        if room == 0 {
+            return Ok(());
+        }
+        let records = self
+            .outbox
+            .pending(state.cursor, room)
+            .map_err(|e| e.to_string())?;
+        for record in records {
+            let topic = topics::predictions(&self.config.topic_prefix, &self.device, &record.sensor);
+            client
+                .try_publish(topic, QoS::AtLeastOnce, false, record.payload)
+                .map_err(|e| format!("cannot queue publish: {e}"))?;
+            state.queued(record.seq);
+        }
+        Ok(())
+    }
+}
+
+/// Publishes of one connection: queued to rumqttc, written (with packet id), acknowledged.
+#[derive(Default)]
+struct Flight {
+    /// Highest outbox sequence queued on this connection.
+    cursor: Option<u64>,
+    /// Queued to rumqttc, packet id not known yet, in queue order.
+    queued: VecDeque<u64>,
+    /// Written, awaiting PUBACK: packet id → outbox sequence.
+    written: HashMap<u16, u64>,
+}
+
+impl Flight {
+    fn in_flight(&self) -> usize {
+        self.queued.len() + self.written.len()
+    }
+
+    fn queued(&mut self, seq: u64) {
+        self.queued.push_back(seq);
+        self.cursor = Some(seq);
+    }
+
+    fn written(&mut self, pkid: u16) {
+        if let Some(seq) = self.queued.pop_front() {
+            self.written.insert(pkid, seq);
+        }
+    }
+
+    fn acked(&mut self, pkid: u16) -> Option<u64> {
+        self.written.remove(&pkid)
+    }
+}
+
+/// Drives the event loop, forwarding events; stops at the first error so the connection is rebuilt.
+async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let event = eventloop.poll().await;
+        let failed = event.is_err();
+        if tx.send(event).await.is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// ±20% so that a fleet does not reconnect in lock-step after a broker restart.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.8 + 0.4 * (nanos % 1000) as f64 / 1000.0;
+    d.mul_f64(factor)
+}

@@ -1,0 +1,24 @@
+//! From frames to predictions: the per-model queue, pre-processing, inference and post-processing.
+
+mod postprocess;
+mod preprocess;
+mod queue;
+mod stats;
+mod worker;
+
+pub use postprocess::{ClassScore, InferenceResult, Postprocessor, RawOutput};
+pub use preprocess::Preprocessor;
+pub use queue::{FrameQueue, QueueClosed, SensorPort};
+pub use stats::SensorStats;
+pub use worker::{Worker, WorkerHandle};
+
+/// A model's pre- or post-processing does not fit the model or the frame it got.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Pre-processing config and model input disagree (found at start-up).
+    #[error("model \"{model}\": {message}")]
+    Setup { model: String, message: String },
+    /// A frame could not be turned into an input, or outputs into a result.
+    #[error("{0}")]
+    Frame(String),
+}

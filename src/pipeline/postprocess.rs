@@ -1,0 +1,329 @@
+//! Output tensors → the `result` object of a prediction, as declared in the model's `postprocess` table.
+
+use super::PipelineError;
+use crate::config::{Activation, PostprocessConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tract_onnx::prelude::Tensor;
+
+/// What a prediction reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InferenceResult {
+    /// `{"top": [...]}` for classifiers.
+    Classes {
+        /// Best classes first.
+        top: Vec<ClassScore>,
+    },
+    /// `{"outputs": {...}}` raw values.
+    Raw {
+        /// By output name.
+        outputs: BTreeMap<String, RawOutput>,
+    },
+}
+
+impl InferenceResult {
+    /// A few words for logs: the best class and score, or the output names.
+    pub fn summary(&self) -> String {
+        match self {
+            InferenceResult::Classes { top } => match top.first() {
+                Some(best) => format!("{} {:.3}", best.label, best.score),
+                None => "no class above threshold".to_string(),
+            },
+            InferenceResult::Raw { outputs } => {
+                let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+                format!("outputs {}", names.join(", "))
+            }
+        }
+    }
+}
+
+/// One class and its score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScore {
+    /// Label from the labels file, or the class index as text.
+    pub label: String,
+    /// Class index in the output.
+    pub index: usize,
+    /// Score after the activation.
+    pub score: f32,
+}
+
+/// The first values of one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawOutput {
+    /// Full shape of the output.
+    pub shape: Vec<usize>,
+    /// Its first values, flattened in C order.
+    pub values: Vec<f32>,
+}
+
+/// Turns output tensors into a result.
+#[derive(Debug, Clone)]
+pub struct Postprocessor {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Classify {
+        output: usize,
+        activation: Activation,
+        top_k: usize,
+        labels: Vec<String>,
+        threshold: f32,
+    },
+    Raw {
+        outputs: Vec<(usize, String)>,
+        max_values: usize,
+        activation: Activation,
+    },
+}
+
+fn output_index(model: &str, names: &[String], wanted: &str) -> Result<usize, PipelineError> {
+    names
+        .iter()
+        .position(|n| n == wanted)
+        .ok_or_else(|| PipelineError::Setup {
+            model: model.to_string(),
+            message: format!(
+                "postprocess names output \"{wanted}\"; the model's outputs are: {}",
+                names.join(", ")
+            ),
+        })
+}
+
+impl Postprocessor {
+    /// Checks `config` against the model's outputs and loads the labels file.
+    pub fn new(
+        model: &str,
+        config: &PostprocessConfig,
+        outputs: &[String],
+    ) -> Result<Self, PipelineError> {
+        let kind = match config {
+            PostprocessConfig::Classify {
+                output,
+                activation,
+                top_k,
+                labels,
+                threshold,
+            } => {
+                let output = match output {
+                    Some(name) => output_index(model, outputs, name)?,
+                    None => 0,
+                };
+                let labels = match labels {
+                    Some(path) => std::fs::read_to_string(path)
+                        .map_err(|e| PipelineError::Setup {
+                            model: model.to_string(),
+                            message: format!("cannot read labels {}: {e}", path.display()),
+                        })?
+                        .lines()
+                        .map(|l| l.trim().to_string())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Kind::Classify {
+                    output,
+                    activation: *activation,
+                    top_k: *top_k,
+                    labels,
+                    threshold: *threshold,
+                }
+            }
+            PostprocessConfig::Raw {
+                outputs: wanted,
+                max_values,
+                activation,
+            } => {
+                let picked = match wanted {
+                    Some(names) => names
+                        .iter()
+                        .map(|n| Ok((output_index(model, outputs, n)?, n.clone())))
+                        .collect::<Result<_, PipelineError>>()?,
+                    None => outputs.iter().cloned().enumerate().collect(),
+                };
+                Kind::Raw {
+                    outputs: picked,
+                    max_values: *max_values,
+                    activation: *activation,
+                }
+            }
+        };
+        Ok(Self { kind })
+    }
+
+    /// Builds the result from the model's outputs (graph order).
+    pub fn apply(&self, outputs: &[Tensor]) -> Result<InferenceResult, PipelineError> {
+        match &self.kind {
+            Kind::Classify {
+                output,
+                activation,
+                top_k,
+                labels,
+                threshold,
+            } => {
+                let tensor = outputs.get(*output).ok_or_else(|| {
+                    PipelineError::Frame(format!("model returned no output {output}"))
+                })?;
+                let mut scores = values_f32(tensor)?;
+                // A batch of one: classes are the last axis.
+                let classes = tensor.shape().last().copied().unwrap_or(1).max(1);
+                scores.truncate(classes);
+                activate(&mut scores, *activation);
+                let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let top = ranked
+                    .into_iter()
+                    .filter(|(_, s)| *s >= *threshold)
+                    .take(*top_k)
+                    .map(|(index, score)| ClassScore {
+                        label: labels
+                            .get(index)
+                            .cloned()
+                            .unwrap_or_else(|| index.to_string()),
+                        index,
+                        score,
+                    })
+                    .collect();
+                Ok(InferenceResult::Classes { top })
+            }
+            Kind::Raw {
+                outputs: picked,
+                max_values,
+                activation,
+            } => {
+                let mut result = BTreeMap::new();
+                for (ix, name) in picked {
+                    let tensor = outputs.get(*ix).ok_or_else(|| {
+                        PipelineError::Frame(format!("model returned no output \"{name}\""))
+                    })?;
+                    let mut values = values_f32(tensor)?;
+                    activate(&mut values, *activation);
+                    values.truncate(*max_values);
+                    result.insert(
+                        name.clone(),
+                        RawOutput {
+                            shape: tensor.shape().to_vec(),
+                            values,
+                        },
+                    );
+                }
+                Ok(InferenceResult::Raw { outputs: result })
+            }
+        }
+    }
+}
+
+fn values_f32(tensor: &Tensor) -> Result<Vec<f32>, PipelineError> {
+    let cast = tensor
+        .cast_to::<f32>()
+        .map_err(|e| PipelineError::Frame(format!("output is not numeric: {e}")))?;
+    let view = cast
+        .to_plain_array_view::<f32>()
+        .map_err(|e| PipelineError::Frame(e.to_string()))?;
+    Ok(view.iter().copied().collect())
+}
+
+fn activate(values: &mut [f32], activation: Activation) {
+    match activation {
+        Activation::None => {}
+        Activation::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        Activation::Softmax => {
+            let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for v in values.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            if sum > 0.0 {
+                values.iter_mut().for_each(|v| *v /= sum);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(top_k: usize, threshold: f32, labels: Option<std::path::PathBuf>) -> PostprocessConfig {
+        PostprocessConfig::Classify {
+            output: None,
+            activation: Activation::Softmax,
+            top_k,
+            labels,
+            threshold,
+        }
+    }
+
+    #[test]
+    fn softmax_top_k_with_labels_and_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("labels.txt");
+        std::fs::write(&labels, "cat\ndog\nbird\n").unwrap();
+        let out = vec![Tensor::from_shape(&[1, 3], &[1.0f32, 3.0, 2.0]).unwrap()];
+        let p = Postprocessor::new("m", &classify(2, 0.0, Some(labels)), &["y".into()]).unwrap();
+        let InferenceResult::Classes { top } = p.apply(&out).unwrap() else {
+            panic!("not classes")
+        };
+        assert_eq!(top.len(), 2);
+        assert_eq!((top[0].label.as_str(), top[0].index), ("dog", 1));
+        assert_eq!((top[1].label.as_str(), top[1].index), ("bird", 2));
+        let expected = 3f32.exp() / (1f32.exp() + 2f32.exp() + 3f32.exp());
+        assert!((top[0].score - expected).abs() < 1e-6);
+
+        let p = Postprocessor::new("m", &classify(3, 0.5, None), &["y".into()]).unwrap();
+        let InferenceResult::Classes { top } = p.apply(&out).unwrap() else {
+            panic!("not classes")
+        };
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].label, "1");
+    }
+
+    #[test]
+    fn raw_reports_first_values_of_named_outputs_with_sigmoid() {
+        let cfg = PostprocessConfig::Raw {
+            outputs: Some(vec!["b".into()]),
+            max_values: 2,
+            activation: Activation::Sigmoid,
+        };
+        let p = Postprocessor::new("m", &cfg, &["a".into(), "b".into()]).unwrap();
+        let out = vec![
+            Tensor::from_shape(&[1], &[5.0f32]).unwrap(),
+            Tensor::from_shape(&[3], &[0.0f32, 100.0, -100.0]).unwrap(),
+        ];
+        let InferenceResult::Raw { outputs } = p.apply(&out).unwrap() else {
+            panic!("not raw")
+        };
+        assert_eq!(outputs["b"].shape, vec![3]);
+        assert_eq!(outputs["b"].values, vec![0.5, 1.0]);
+        assert!(Postprocessor::new(
+            "m",
+            &PostprocessConfig::Raw {
+                outputs: Some(vec!["zz".into()]),
+                max_values: 1,
+                activation: Activation::None
+            },
+            &["a".into()]
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("\"zz\""));
+    }
+
+    #[test]
+    fn result_json_matches_the_documented_shapes() {
+        let r = InferenceResult::Classes {
+            top: vec![ClassScore {
+                label: "red".into(),
+                index: 0,
+                score: 0.5,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"top":[{"label":"red","index":0,"score":0.5}]}"#
+        );
+    }
+}
