@@ -96,12 +96,24 @@ pub(super) fn section<T: DeserializeOwned>(
         Ok(v) => Some(v),
         Err(err) => {
             let inner = err.path().to_string();
-            let full = if inner == "." || inner.is_empty() {
+            let mut full = if inner == "." || inner.is_empty() {
                 path.to_string()
             } else {
                 format!("{path}.{inner}")
             };
-            errors.push(ConfigError::new(full, err.into_inner().to_string()));
+            // toml appends "in `key`" lines; the key path already says where.
+            let message = err.into_inner().to_string();
+            let message = message.lines().next().unwrap_or_default().to_string();
+            // Inside tagged enums serde reports unknown keys at the table; name the key itself.
+            if let Some(key) = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                if !full.ends_with(&format!(".{key}")) {
+                    full = format!("{full}.{key}");
+                }
+            }
+            errors.push(ConfigError::new(full, message));
             None
         }
     }

@@ -1,0 +1,128 @@
+use super::*;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    match Config::from_toml(text, &repo("config")) {
+        Ok(_) => Vec::new(),
+        Err(LoadError::Invalid { errors, .. }) => errors.iter().map(|e| e.to_string()).collect(),
+        Err(other) => vec![other.to_string()],
+    }
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let config = Config::load(&repo("config/demo.toml")).unwrap();
+    assert_eq!(config.sensors.len(), 4);
+    assert!(config.models[0].path.is_absolute());
+}
+
+#[test]
+fn the_default_config_parses_and_only_lacks_its_example_files() {
+    let errors = errors_of(DEFAULT_CONFIG);
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(e.contains("not found"), "unexpected problem in default config: {e}");
+    }
+}
+
+const VALID: &str = r#"
+[device]
+id = "d1"
+data_dir = "/tmp/x"
+
+[[models]]
+id = "colour"
+path = "../models/colour.onnx"
+preprocess = { type = "image" }
+postprocess = { type = "classify" }
+
+[[sensors]]
+id = "cam"
+model = "colour"
+type = "image_replay"
+path = "demo-data/images"
+"#;
+
+#[test]
+fn a_minimal_config_is_valid_and_gets_defaults() {
+    let c = Config::from_toml(VALID, &repo("config")).unwrap();
+    assert_eq!(c.outbox.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.sensors[0].queue.overflow, Overflow::Block);
+    assert!(c.mqtt.is_none());
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_key_path() {
+    let text = VALID.replace("preprocess = { type = \"image\" }", "preprocess = { type = \"image\", colour = 1 }")
+        + r#"
+[[sensors]]
+id = "mic"
+model = "kws"
+type = "wav_replay"
+path = "no-such.wav"
+window = 0
+hop = 10
+
+[[sensors]]
+id = "serial"
+model = "colour"
+type = "line_replay"
+path = "demo-data/readings.csv"
+rate = "fast"
+
+[outbox]
+when_full = "explode"
+"#;
+    let errors = errors_of(&text);
+    let expect = [
+        "models[0].preprocess.colour: unknown field `colour`",
+        "sensors[1].model: no model with id \"kws\"",
+        "sensors[1].path: file not found",
+        "sensors[1].window: must be at least 1",
+        "sensors[2].rate: invalid type: string \"fast\"",
+        "outbox.when_full: unknown variant `explode`",
+    ];
+    for want in expect {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errors:#?}"
+        );
+    }
+    // The broken model is not reported again as a dangling reference from sensors[0].
+    assert!(!errors.iter().any(|e| e.starts_with("sensors[0].model")), "{errors:#?}");
+}
+
+#[test]
+fn syntax_errors_keep_line_and_column() {
+    let err = Config::from_toml("[device]\nid = \"a\"\ndata_dir = \n", Path::new(".")).unwrap_err();
+    match err {
+        LoadError::Syntax { line, column, .. } => assert_eq!((line, column), (3, 12)),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn sensor_type_problems_are_reported() {
+    let text = VALID.replace("type = \"image_replay\"", "type = \"teleport\"");
+    let errors = errors_of(&text);
+    assert!(errors.iter().any(|e| e.starts_with("sensors[0].type: unknown sensor type \"teleport\"")), "{errors:#?}");
+    let text = VALID.replace("type = \"image_replay\"", "type = \"wav_replay\"\nwindow = 4\nhop = 4");
+    let errors = errors_of(&text);
+    assert!(errors.iter().any(|e| e.contains("pre-processes image frames but this sensor produces audio")), "{errors:#?}");
+}
+
+#[test]
+fn broker_urls_are_parsed_strictly() {
+    assert_eq!(
+        BrokerAddress::parse("mqtt://127.0.0.1:1884").unwrap(),
+        BrokerAddress { host: "127.0.0.1".into(), port: 1884 }
+    );
+    assert_eq!(BrokerAddress::parse("mqtt://broker.local").unwrap().port, 1883);
+    assert_eq!(BrokerAddress::parse("mqtt://[::1]:1885").unwrap().host, "::1");
+    assert!(BrokerAddress::parse("http://x").is_err());
+    assert!(BrokerAddress::parse("mqtt://x:99999").is_err());
+    assert!(BrokerAddress::parse("mqtt://user:pw@x").is_err());
+}

@@ -148,15 +148,15 @@ mod tests {
     fn overlapping_windows_of_a_stereo_file_are_mono_averages() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.wav");
-        // Stereo frames (L, R) = (k * 8192, 0): mono = k * 8192 / 2 / 32768 = k * 0.125.
-        let frames: Vec<i16> = (0..6).flat_map(|k| [k * 8192, 0]).collect();
+        // Stereo frames (L, R) = (k * 4096, 0): mono = k * 4096 / 2 / 32768 = k * 0.0625.
+        let frames: Vec<i16> = (0..6).flat_map(|k| [k * 4096, 0]).collect();
         write_wav(&p, 2, &frames);
         let mut r = WavReplay::open(&p, 4, 2).unwrap();
         let w = windows(&mut r);
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].len(), 4);
         assert_eq!(w[1][..2], w[0][2..]);
-        assert!((w[0][1] - 0.125).abs() < 1e-6, "{:?}", w[0]);
+        assert!((w[0][1] - 0.0625).abs() < 1e-6, "{:?}", w[0]);
         r.rewind().unwrap();
         assert_eq!(windows(&mut r), w);
     }

@@ -1,0 +1,346 @@
+//! Test harness: a real mosquitto on a free loopback port, a real MQTT consumer, and the daemon as a
+//! child process whose log lines the test can read.
+#![allow(dead_code)]
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    f()
+}
+
+/// A mosquitto broker of the test's own, with persistence so that a consumer's session survives a
+/// broker restart.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nlog_dest none\n",
+                self.port,
+                self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (apt-get install mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "mosquitto did not start on port {port}"
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker gracefully (it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A real MQTT client subscribed with QoS 1 and a persistent session, recording every message.
+pub struct Consumer {
+    pub messages: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Consumer {
+    pub fn start(port: u16, filter: &str) -> Consumer {
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let mut opts = MqttOptions::new(format!("test-consumer-{port}"), "127.0.0.1", port);
+        opts.set_clean_session(false);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = Client::new(opts, 100);
+        let thread = {
+            let (messages, stop, subscribed) = (messages.clone(), stop.clone(), subscribed.clone());
+            let filter = filter.to_string();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match connection.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                            let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                        }
+                        Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                            subscribed.store(true, Ordering::Relaxed)
+                        }
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => messages
+                            .lock()
+                            .unwrap()
+                            .push((p.topic.clone(), p.payload.to_vec())),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
+                        Err(_) => {}
+                    }
+                }
+                let _ = client.try_disconnect();
+            })
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || subscribed.load(Ordering::Relaxed)),
+            "consumer could not subscribe"
+        );
+        Consumer {
+            messages,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+
+    /// Every message body parsed as JSON, in arrival order.
+    pub fn json(&self) -> Vec<(String, serde_json::Value)> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, p)| (t.clone(), serde_json::from_slice(p).expect("payload is JSON")))
+            .collect()
+    }
+
+    /// Ids of received predictions, in arrival order (duplicates kept).
+    pub fn ids(&self) -> Vec<String> {
+        self.json()
+            .into_iter()
+            .map(|(_, v)| v["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The daemon as a child process.
+pub struct Daemon {
+    child: Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "edgeinfer=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if std::env::var_os("EDGEINFER_TEST_ECHO").is_some() {
+                        eprintln!("daemon: {line}");
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Daemon { child, lines }
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Ids the daemon logged as durably stored ("Prediction stored id=...").
+    pub fn stored_ids(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("Prediction stored"))
+            .filter_map(|l| {
+                let at = l.find("id=\"")? + 4;
+                let end = l[at..].find('"')? + at;
+                Some(l[at..end].to_string())
+            })
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then the exit status (panics if it does not exit within `timeout`).
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("daemon did not exit within {timeout:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(mut self) {
+        signal(self.child.id(), "KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `rows` lines of "seconds,temperature,humidity,vibration" numbers.
+pub fn write_readings(path: &Path, rows: usize) {
+    let mut text = String::from("seconds,temperature,humidity,vibration\n");
+    for i in 0..rows {
+        let t = 40.0 + (i % 30) as f64;
+        let v = 0.5 + (i % 7) as f64 * 0.4;
+        text.push_str(&format!("{i},{t},{},{v}\n", 50 + i % 10));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A config with the vibration model fed by one line-replay sensor, plus `extra` TOML appended.
+pub fn line_config(dir: &Path, readings: &Path, rate: Option<f64>, broker: &str, outbox: &str) -> PathBuf {
+    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
+    let text = format!(
+        r#"
+[device]
+id = "t1"
+data_dir = "{data}"
+
+[[models]]
+id = "vibration"
+path = "{model}"
+preprocess = {{ type = "record", fields = [1, 2, 3] }}
+postprocess = {{ type = "classify", top_k = 2, labels = "{labels}" }}
+
+[[sensors]]
+id = "serial0"
+model = "vibration"
+type = "line_replay"
+path = "{readings}"
+header = true
+{rate}
+
+{outbox}
+
+[mqtt]
+broker = "{broker}"
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+"#,
+        data = dir.join("state").display(),
+        model = repo("models/vibration.onnx").display(),
+        labels = repo("models/vibration.labels").display(),
+        readings = readings.display(),
+    );
+    let path = dir.join("edgeinfer.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
