@@ -67,7 +67,12 @@ impl Config {
         let mut config = parsed.config;
         config.resolve_paths(base);
         let mut errors = parsed.errors;
-        errors.extend(config.validate_skipping(&parsed.broken_model_ids, parsed.device_broken));
+        errors.extend(config.validate_with(&Skip {
+            broken_model_ids: &parsed.broken_model_ids,
+            device_broken: parsed.device_broken,
+            model_positions: &parsed.model_positions,
+            sensor_positions: &parsed.sensor_positions,
+        }));
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -102,22 +107,24 @@ impl Config {
 
     /// Every semantic problem, each with its key path. Empty means the config can run.
     pub fn validate(&self) -> Vec<ConfigError> {
-        self.validate_skipping(&HashSet::new(), false)
+        self.validate_with(&Skip {
+            broken_model_ids: &HashSet::new(),
+            device_broken: false,
+            model_positions: &[],
+            sensor_positions: &[],
+        })
     }
 
     /// `validate`, minus follow-on errors of parts that already failed to deserialize.
-    fn validate_skipping(
-        &self,
-        broken_model_ids: &HashSet<String>,
-        device_broken: bool,
-    ) -> Vec<ConfigError> {
+    fn validate_with(&self, skip: &Skip<'_>) -> Vec<ConfigError> {
+        let broken_model_ids = skip.broken_model_ids;
         let mut errors = Vec::new();
-        if !device_broken {
+        if !skip.device_broken {
             self.device.validate("device", &mut errors);
         }
         let mut model_ids = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
-            let path = format!("models[{i}]");
+            let path = format!("models[{}]", skip.model_positions.get(i).copied().unwrap_or(i));
             if !model_ids.insert(model.id.as_str()) {
                 errors.push(ConfigError::new(
                     format!("{path}.id"),
@@ -128,7 +135,7 @@ impl Config {
         }
         let mut sensor_ids = HashSet::new();
         for (i, sensor) in self.sensors.iter().enumerate() {
-            let path = format!("sensors[{i}]");
+            let path = format!("sensors[{}]", skip.sensor_positions.get(i).copied().unwrap_or(i));
             if !sensor_ids.insert(sensor.id.as_str()) {
                 errors.push(ConfigError::new(
                     format!("{path}.id"),
@@ -174,6 +181,18 @@ impl Config {
     pub fn outbox_dir(&self) -> PathBuf {
         self.device.data_dir.join("outbox")
     }
+}
+
+/// What `validate` leaves out or renumbers after a partial parse.
+struct Skip<'a> {
+    /// Ids of models that failed to deserialize: references to them are not dangling.
+    broken_model_ids: &'a HashSet<String>,
+    /// `[device]` failed to deserialize.
+    device_broken: bool,
+    /// File positions of the deserialized models (identity when empty).
+    model_positions: &'a [usize],
+    /// File positions of the deserialized sensors (identity when empty).
+    sensor_positions: &'a [usize],
 }
 
 /// Checks that `path` names an existing regular file, reporting under `key`.

@@ -16,6 +16,10 @@ pub(super) struct Parsed {
     pub broken_model_ids: HashSet<String>,
     /// `[device]` failed to deserialize; its placeholder is not validated.
     pub device_broken: bool,
+    /// Position in the file of each deserialized model, so that key paths name the right element.
+    pub model_positions: Vec<usize>,
+    /// Position in the file of each deserialized sensor.
+    pub sensor_positions: Vec<usize>,
 }
 
 /// Parses the text; fails only on TOML syntax errors, which keep line and column.
@@ -46,9 +50,13 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
 
     let mut broken_model_ids = HashSet::new();
     let mut models = Vec::new();
+    let mut model_positions = Vec::new();
     for (i, value) in array(&table, "models", &mut errors).iter().enumerate() {
         match section(value, &format!("models[{i}]"), &mut errors) {
-            Some(m) => models.push(m),
+            Some(m) => {
+                models.push(m);
+                model_positions.push(i);
+            }
             None => {
                 if let Some(id) = value.get("id").and_then(toml::Value::as_str) {
                     broken_model_ids.insert(id.to_string());
@@ -58,9 +66,11 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
     }
 
     let mut sensors = Vec::new();
+    let mut sensor_positions = Vec::new();
     for (i, value) in array(&table, "sensors", &mut errors).iter().enumerate() {
         if let Some(s) = super::sensors::parse_sensor(value, &format!("sensors[{i}]"), &mut errors) {
             sensors.push(s);
+            sensor_positions.push(i);
         }
     }
 
@@ -83,6 +93,8 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
         errors,
         broken_model_ids,
         device_broken,
+        model_positions,
+        sensor_positions,
     })
 }
 

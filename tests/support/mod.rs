@@ -203,6 +203,7 @@ impl Drop for Consumer {
 pub struct Daemon {
     child: Child,
     pub lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -218,7 +219,7 @@ impl Daemon {
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
-        {
+        let reader = {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -227,9 +228,13 @@ impl Daemon {
                     }
                     lines.lock().unwrap().push(line);
                 }
-            });
+            })
+        };
+        Daemon {
+            child,
+            lines,
+            reader: Some(reader),
         }
-        Daemon { child, lines }
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
@@ -266,6 +271,9 @@ impl Daemon {
 
     /// SIGTERM, then the exit status (panics if it does not exit within `timeout`).
     pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        // Signal handlers are installed during start-up; a SIGTERM before that kills by default.
+        let started = wait_until(timeout, || self.log_contains("Running"));
+        assert!(started, "daemon never reported Running:\n{}", self.log());
         signal(self.child.id(), "TERM");
         let end = Instant::now() + timeout;
         loop {
@@ -280,10 +288,13 @@ impl Daemon {
         }
     }
 
-    /// SIGKILL: no chance to flush or say goodbye.
-    pub fn kill(mut self) {
+    /// SIGKILL: no chance to flush or say goodbye. The log stays readable.
+    pub fn kill(&mut self) {
         signal(self.child.id(), "KILL");
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 

@@ -1,0 +1,115 @@
+//! `edgeinfer check-config` reports every problem, with key paths and line numbers, exits 2, and
+//! never panics; `print-default-config` prints a config that parses.
+
+mod support;
+
+use std::process::Command;
+use support::repo;
+
+fn edgeinfer(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().expect("exited, not killed by a signal"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_reports_every_mistake_across_files_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good_model = repo("models/colour.onnx");
+    let first = dir.path().join("first.toml");
+    std::fs::write(
+        &first,
+        format!(
+            r#"
+[device]
+id = "cam-17"
+data_dir = "state"
+colour = "blue"          # 1: unknown key
+
+[[models]]
+id = "colour"
+path = "{}"
+preprocess = {{ type = "image" }}
+postprocess = {{ type = "classify", top_k = "three" }}   # 2: wrong type
+
+[[models]]
+id = "other"
+path = "missing/model.onnx"                                # 3: missing file
+preprocess = {{ type = "record" }}
+postprocess = {{ type = "raw" }}
+
+[[sensors]]
+id = "cam0"
+model = "colour"
+type = "image_replay"
+path = "{}"
+
+[[sensors]]
+id = "mic0"
+model = "kws"                                              # 4: dangling model reference
+type = "line_replay"
+path = "{}"
+"#,
+            good_model.display(),
+            repo("config/demo-data/images").display(),
+            repo("config/demo-data/readings.csv").display(),
+        ),
+    )
+    .unwrap();
+    let second = dir.path().join("second.toml");
+    // 5: bad TOML syntax in a second file (line 3, column 8).
+    std::fs::write(&second, "[device]\nid = \"x\"\nbroken = = 1\n").unwrap();
+
+    let (code, out, err) = edgeinfer(&["check-config", first.to_str().unwrap(), second.to_str().unwrap()]);
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let f = first.display().to_string();
+    let expected = [
+        format!("{f}: device.colour: unknown field `colour`"),
+        format!("{f}: models[0].postprocess: invalid type: string \"three\""),
+        format!("{f}: models[1].path: file not found"),
+        format!("{f}: sensors[1].model: no model with id \"kws\""),
+        format!("{}:3:10: TOML syntax error", second.display()),
+    ];
+    for want in &expected {
+        assert!(out.lines().any(|l| l.starts_with(want.as_str())), "missing {want:?} in:\n{out}");
+    }
+    assert!(err.contains("problem(s) found"));
+}
+
+#[test]
+fn check_config_accepts_the_demo_and_the_default_config_only_lacks_files() {
+    let (code, out, _) = edgeinfer(&["check-config", repo("config/demo.toml").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(": OK"));
+
+    let (code, default, _) = edgeinfer(&["print-default-config"]);
+    assert_eq!(code, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("default.toml");
+    std::fs::write(&path, default).unwrap();
+    let (code, out, _) = edgeinfer(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    for line in out.lines() {
+        assert!(line.contains("not found"), "default config problem other than a missing file: {line}");
+    }
+}
+
+#[test]
+fn run_refuses_an_invalid_config_with_exit_2_and_a_missing_file_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[device]\nid = \"bad id with spaces\"\ndata_dir = \"s\"\n").unwrap();
+    let (code, _, err) = edgeinfer(&["run", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("device.id"), "{err}");
+    let (code, _, err) = edgeinfer(&["check-config", "/nonexistent/edgeinfer.toml"]);
+    assert_eq!(code, 2);
+    assert!(!err.contains("panicked"));
+}
