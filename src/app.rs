@@ -54,7 +54,7 @@ pub enum StartError {
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then stops in order: sensors, workers (finishing
-/// frames already queued), outbox flush, uplink.
+/// frames already queued), outbox flush, uplink (which may still publish what the workers stored).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let data_dir = config.device.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
@@ -63,7 +63,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     })?;
     let outbox = Arc::new(Outbox::open(&config.outbox_dir(), &config.outbox)?);
     let backlog = outbox.stats();
-    info!(records = backlog.records, bytes = backlog.bytes, max_bytes = backlog.max_bytes, "Outbox opened");
+    info!(
+        records = backlog.records,
+        bytes = backlog.bytes,
+        max_bytes = backlog.max_bytes,
+        "Outbox opened"
+    );
 
     let mut models = HashMap::new();
     for mc in &config.models {
@@ -82,7 +87,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         );
         let pre = Preprocessor::new(&model.id, &mc.preprocess, model.input())?;
         let post = Postprocessor::new(&model.id, &mc.postprocess, model.outputs())?;
-        models.insert(mc.id.clone(), (Arc::new(model), pre, post, FrameQueue::new()));
+        models.insert(
+            mc.id.clone(),
+            (Arc::new(model), pre, post, FrameQueue::new()),
+        );
     }
 
     // Open every sensor before starting any thread, so a bad one fails start-up cleanly.
@@ -144,13 +152,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         sensor_threads.push(thread);
     }
 
+    // The uplink stops last, after the workers have stored their final predictions, so that
+    // those still go out while the connection is up.
+    let uplink_stop = CancellationToken::new();
     let uplink = match &config.mqtt {
         Some(mqtt) => {
             let uplink = Uplink::new(
                 mqtt.clone(),
                 config.device.id.clone(),
                 Arc::clone(&outbox),
-                shutdown.clone(),
+                uplink_stop.clone(),
             )
             .map_err(StartError::Mqtt)?;
             Some(tokio::spawn(uplink.run()))
@@ -192,6 +203,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     if let Err(e) = outbox.flush() {
         warn!(error = %e, "Final outbox flush failed");
     }
+    uplink_stop.cancel();
     if let Some(task) = uplink {
         let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
     }

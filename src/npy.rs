@@ -75,7 +75,9 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
     if fortran.trim() != "False" {
-        return Err("Fortran-order arrays are not supported; save with np.ascontiguousarray".into());
+        return Err(
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
+        );
     }
     let shape = parse_shape(header)?;
     let dt = TYPES
@@ -118,8 +120,7 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
                 .join(", ")
         ),
     };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Pad so that the data starts on a 64-byte boundary, as numpy does.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -167,7 +168,10 @@ fn parse_shape(header: &str) -> Result<Vec<usize>, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension {s:?}"))
+        })
         .collect()
 }
 
@@ -217,7 +221,12 @@ mod tests {
         }
         let t = parse(&bytes).unwrap();
         assert_eq!(t.shape(), &[3]);
-        let v: Vec<f32> = t.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+        let v: Vec<f32> = t
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(v, vec![0., 1., 2.]);
     }
 }

@@ -66,7 +66,11 @@ path = "{}"
     // 5: bad TOML syntax in a second file (line 3, column 8).
     std::fs::write(&second, "[device]\nid = \"x\"\nbroken = = 1\n").unwrap();
 
-    let (code, out, err) = edgeinfer(&["check-config", first.to_str().unwrap(), second.to_str().unwrap()]);
+    let (code, out, err) = edgeinfer(&[
+        "check-config",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
     let f = first.display().to_string();
@@ -78,7 +82,10 @@ path = "{}"
         format!("{}:3:10: TOML syntax error", second.display()),
     ];
     for want in &expected {
-        assert!(out.lines().any(|l| l.starts_with(want.as_str())), "missing {want:?} in:\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(want.as_str())),
+            "missing {want:?} in:\n{out}"
+        );
     }
     assert!(err.contains("problem(s) found"));
 }
@@ -97,7 +104,10 @@ fn check_config_accepts_the_demo_and_the_default_config_only_lacks_files() {
     let (code, out, _) = edgeinfer(&["check-config", path.to_str().unwrap()]);
     assert_eq!(code, 2);
     for line in out.lines() {
-        assert!(line.contains("not found"), "default config problem other than a missing file: {line}");
+        assert!(
+            line.contains("not found"),
+            "default config problem other than a missing file: {line}"
+        );
     }
 }
 
@@ -105,7 +115,11 @@ fn check_config_accepts_the_demo_and_the_default_config_only_lacks_files() {
 fn run_refuses_an_invalid_config_with_exit_2_and_a_missing_file_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[device]\nid = \"bad id with spaces\"\ndata_dir = \"s\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[device]\nid = \"bad id with spaces\"\ndata_dir = \"s\"\n",
+    )
+    .unwrap();
     let (code, _, err) = edgeinfer(&["run", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("device.id"), "{err}");

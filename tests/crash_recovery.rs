@@ -13,7 +13,11 @@ const MAX_INFLIGHT: usize = 32;
 fn check_delivery(stored: &[String], received: &[String]) {
     let got: BTreeSet<&String> = received.iter().collect();
     let missing: Vec<&String> = stored.iter().filter(|id| !got.contains(id)).collect();
-    assert!(missing.is_empty(), "{} stored predictions never arrived: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} stored predictions never arrived: {missing:?}",
+        missing.len()
+    );
     let mut counts: HashMap<&String, usize> = HashMap::new();
     for id in received {
         *counts.entry(id).or_default() += 1;
@@ -35,7 +39,11 @@ fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
     let config = line_config(dir.path(), &readings, Some(200.0), &broker.url(), "");
 
     let first = Daemon::start(&config);
-    assert!(wait_until(Duration::from_secs(20), || first.stored_ids().len() >= 100), "{}", first.log());
+    assert!(
+        wait_until(Duration::from_secs(20), || first.stored_ids().len() >= 100),
+        "{}",
+        first.log()
+    );
     let mut first = first;
     first.kill();
     let stored_first = first.stored_ids();
@@ -48,7 +56,10 @@ fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
     });
     let log = second.log();
     let status = second.terminate(Duration::from_secs(10));
-    assert!(delivered, "stored before the kill but not delivered after restart:\n{log}");
+    assert!(
+        delivered,
+        "stored before the kill but not delivered after restart:\n{log}"
+    );
     assert!(status.success());
     check_delivery(&stored_first, &consumer.ids());
 }
@@ -64,7 +75,11 @@ fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
     let config = line_config(dir.path(), &readings, Some(300.0), &broker.url(), "");
 
     let first = Daemon::start(&config);
-    assert!(wait_until(Duration::from_secs(20), || first.stored_ids().len() >= 80), "{}", first.log());
+    assert!(
+        wait_until(Duration::from_secs(20), || first.stored_ids().len() >= 80),
+        "{}",
+        first.log()
+    );
     let mut first = first;
     first.kill();
     let stored_first = first.stored_ids();

@@ -38,7 +38,11 @@ fn every_frame_is_published_exactly_once_in_order_with_the_documented_schema() {
         let e = e.unwrap();
         std::fs::copy(e.path(), images.join(e.file_name())).unwrap();
     }
-    std::fs::write(images.join("005b.jpg"), b"\xff\xd8\xff\xe0 definitely not a jpeg").unwrap();
+    std::fs::write(
+        images.join("005b.jpg"),
+        b"\xff\xd8\xff\xe0 definitely not a jpeg",
+    )
+    .unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 40);
     let config = line_config(dir.path(), &readings, None, &broker.url(), "");
@@ -73,7 +77,10 @@ path = "{}"
     );
     // Nothing more arrives: exactly once.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(daemon.log_contains("Bad input skipped"), "the corrupt image was not reported");
+    assert!(
+        daemon.log_contains("Bad input skipped"),
+        "the corrupt image was not reported"
+    );
     let status = daemon.terminate(Duration::from_secs(10));
     assert!(status.success(), "exit status {status:?}");
 
@@ -115,7 +122,10 @@ path = "{}"
         .filter(|(_, v)| v["sensor"] == "cam0")
         .map(|(_, v)| v["result"]["top"][0]["label"].as_str().unwrap())
         .collect();
-    assert_eq!(&cam[..8], &["red", "green", "blue", "yellow", "cyan", "magenta", "white", "black"]);
+    assert_eq!(
+        &cam[..8],
+        &["red", "green", "blue", "yellow", "cyan", "magenta", "white", "black"]
+    );
 }
 
 #[test]
@@ -129,12 +139,19 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
     let config = line_config(dir.path(), &readings, Some(40.0), &broker.url(), "");
     let daemon = Daemon::start(&config);
 
-    assert!(wait_until(Duration::from_secs(20), || consumer.count() >= 30), "{}", daemon.log());
+    assert!(
+        wait_until(Duration::from_secs(20), || consumer.count() >= 30),
+        "{}",
+        daemon.log()
+    );
     broker.stop();
     let stored_before = daemon.stored_ids().len();
     std::thread::sleep(Duration::from_millis(1500));
     let made_while_down = daemon.stored_ids().len() - stored_before;
-    assert!(made_while_down >= 20, "only {made_while_down} predictions while the broker was down");
+    assert!(
+        made_while_down >= 20,
+        "only {made_while_down} predictions while the broker was down"
+    );
     broker.restart();
 
     let all_delivered = wait_until(Duration::from_secs(40), || {
@@ -142,7 +159,11 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
     });
     let log = daemon.log();
     let status = daemon.terminate(Duration::from_secs(10));
-    assert!(all_delivered, "got {} unique of {N}:\n{log}", consumer.ids().into_iter().collect::<BTreeSet<_>>().len());
+    assert!(
+        all_delivered,
+        "got {} unique of {N}:\n{log}",
+        consumer.ids().into_iter().collect::<BTreeSet<_>>().len()
+    );
     assert!(status.success());
     assert!(log.contains("Connection to broker lost"), "{log}");
 
@@ -156,7 +177,10 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
         .filter(|id| seen.insert(id.to_string()))
         .map(|id| seq_of(id))
         .collect();
-    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "out of order: {firsts:?}");
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {firsts:?}"
+    );
     let frames: BTreeSet<u64> = consumer
         .json()
         .iter()

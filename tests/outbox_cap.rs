@@ -22,7 +22,8 @@ fn run_offline(policy: &str) -> (edgeinfer::outbox::OutboxStats, Vec<u64>, Strin
     let config = line_config(dir.path(), &readings, None, &broker, &outbox);
     let daemon = Daemon::start(&config);
     assert!(
-        wait_until(Duration::from_secs(30), || daemon.log_contains("reached the end of its input")),
+        wait_until(Duration::from_secs(30), || daemon
+            .log_contains("reached the end of its input")),
         "{}",
         daemon.log()
     );
@@ -30,14 +31,26 @@ fn run_offline(policy: &str) -> (edgeinfer::outbox::OutboxStats, Vec<u64>, Strin
     let status = daemon.terminate(Duration::from_secs(10));
     assert!(status.success(), "{log}");
 
-    let when_full = if policy == "drop_oldest" { WhenFull::DropOldest } else { WhenFull::DropNewest };
-    let cfg = OutboxConfig { max_bytes: CAP, when_full, ..OutboxConfig::default() };
+    let when_full = if policy == "drop_oldest" {
+        WhenFull::DropOldest
+    } else {
+        WhenFull::DropNewest
+    };
+    let cfg = OutboxConfig {
+        max_bytes: CAP,
+        when_full,
+        ..OutboxConfig::default()
+    };
     let ob = Outbox::open(&dir.path().join("state/outbox"), &cfg).unwrap();
     let frames = ob
         .pending(None, 10_000)
         .unwrap()
         .iter()
-        .map(|r| serde_json::from_slice::<Prediction>(&r.payload).unwrap().frame_seq)
+        .map(|r| {
+            serde_json::from_slice::<Prediction>(&r.payload)
+                .unwrap()
+                .frame_seq
+        })
         .collect();
     (ob.stats(), frames, log)
 }
@@ -48,10 +61,17 @@ fn drop_oldest_keeps_the_newest_predictions_under_the_cap() {
     assert!(stats.bytes <= CAP, "{stats:?}");
     assert_eq!(stats.counters.appended, N);
     assert!(stats.counters.dropped_oldest > 0);
-    assert_eq!(stats.counters.dropped_oldest + stats.records, N, "{stats:?}");
+    assert_eq!(
+        stats.counters.dropped_oldest + stats.records,
+        N,
+        "{stats:?}"
+    );
     let kept = frames.len() as u64;
     assert_eq!(frames, (N - kept..N).collect::<Vec<_>>());
-    assert!(log.contains("oldest predictions are being dropped"), "{log}");
+    assert!(
+        log.contains("oldest predictions are being dropped"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -59,7 +79,11 @@ fn drop_newest_keeps_the_first_predictions_under_the_cap() {
     let (stats, frames, log) = run_offline("drop_newest");
     assert!(stats.bytes <= CAP, "{stats:?}");
     assert!(stats.counters.dropped_newest > 0);
-    assert_eq!(stats.counters.appended + stats.counters.dropped_newest, N, "{stats:?}");
+    assert_eq!(
+        stats.counters.appended + stats.counters.dropped_newest,
+        N,
+        "{stats:?}"
+    );
     assert_eq!(stats.records, stats.counters.appended);
     assert_eq!(frames, (0..frames.len() as u64).collect::<Vec<_>>());
     assert!(log.contains("new predictions are being dropped"), "{log}");

@@ -41,7 +41,10 @@ impl Backend for TractBackend {
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| load_err(path, e))?;
-        let input_outlets = model.input_outlets().map_err(|e| load_err(path, e))?.to_vec();
+        let input_outlets = model
+            .input_outlets()
+            .map_err(|e| load_err(path, e))?
+            .to_vec();
         let names: Vec<String> = input_outlets
             .iter()
             .map(|o| model.node(o.node).name.clone())

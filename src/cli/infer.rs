@@ -71,10 +71,12 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
     let mut by_name: Vec<Option<Tensor>> = vec![None; names.len()];
     for (name, tensor) in given {
         let ix = match name {
-            Some(n) => names
-                .iter()
-                .position(|m| *m == n)
-                .ok_or_else(|| anyhow::anyhow!("the model has no input \"{n}\" (inputs: {})", names.join(", ")))?,
+            Some(n) => names.iter().position(|m| *m == n).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the model has no input \"{n}\" (inputs: {})",
+                    names.join(", ")
+                )
+            })?,
             None if names.len() == 1 => 0,
             None => anyhow::bail!("the model has several inputs: name each one as NAME=FILE.npy"),
         };
@@ -82,7 +84,10 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
             anyhow::bail!("input \"{}\" given twice", names[ix]);
         }
     }
-    let tensors: Vec<Tensor> = by_name.into_iter().map(|t| t.expect("every input counted above")).collect();
+    let tensors: Vec<Tensor> = by_name
+        .into_iter()
+        .map(|t| t.expect("every input counted above"))
+        .collect();
     let overrides: InputOverrides = names
         .iter()
         .zip(&tensors)
@@ -96,9 +101,18 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
     for (name, tensor) in prepared.outputs().iter().zip(&outputs) {
         let path = args.output.join(format!("{}.npy", sanitize(name)));
         npy::write(&path, tensor)?;
-        println!("{name}\t{:?}\t{:?}\t{}", tensor.shape(), tensor.datum_type(), path.display());
+        println!(
+            "{name}\t{:?}\t{:?}\t{}",
+            tensor.shape(),
+            tensor.datum_type(),
+            path.display()
+        );
     }
-    eprintln!("inference took {} µs ({})", elapsed.as_micros(), backend.name());
+    eprintln!(
+        "inference took {} µs ({})",
+        elapsed.as_micros(),
+        backend.name()
+    );
     Ok(())
 }
 

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 pub const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "edgeinfer", version, about = "Edge inference daemon: sensors → ONNX models → durable outbox → MQTT")]
+#[command(
+    name = "edgeinfer",
+    version,
+    about = "Edge inference daemon: sensors → ONNX models → durable outbox → MQTT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -4,6 +4,7 @@ use super::EXIT_CONFIG;
 use crate::config::Config;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -34,6 +35,8 @@ pub(super) fn run(path: &Path) -> ExitCode {
         tokio::spawn(wait_for_signal(shutdown.clone()));
         crate::app::run(config, shutdown).await
     });
+    // A sensor or worker stuck past the stop timeout must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => {
             info!("Stopped");
@@ -49,7 +52,10 @@ pub(super) fn run(path: &Path) -> ExitCode {
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         (Err(e), _) | (_, Err(e)) => {
             error!(error = %e, "Cannot install signal handlers; stop with SIGKILL only");

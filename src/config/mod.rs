@@ -72,6 +72,7 @@ impl Config {
             device_broken: parsed.device_broken,
             model_positions: &parsed.model_positions,
             sensor_positions: &parsed.sensor_positions,
+            sensors_in_file: parsed.sensors_in_file,
         }));
         if errors.is_empty() {
             Ok(config)
@@ -92,7 +93,10 @@ impl Config {
         resolve(&mut self.device.data_dir);
         for model in &mut self.models {
             resolve(&mut model.path);
-            if let PostprocessConfig::Classify { labels: Some(l), .. } = &mut model.postprocess {
+            if let PostprocessConfig::Classify {
+                labels: Some(l), ..
+            } = &mut model.postprocess
+            {
                 resolve(l);
             }
         }
@@ -112,6 +116,7 @@ impl Config {
             device_broken: false,
             model_positions: &[],
             sensor_positions: &[],
+            sensors_in_file: self.sensors.len(),
         })
     }
 
@@ -124,7 +129,10 @@ impl Config {
         }
         let mut model_ids = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
-            let path = format!("models[{}]", skip.model_positions.get(i).copied().unwrap_or(i));
+            let path = format!(
+                "models[{}]",
+                skip.model_positions.get(i).copied().unwrap_or(i)
+            );
             if !model_ids.insert(model.id.as_str()) {
                 errors.push(ConfigError::new(
                     format!("{path}.id"),
@@ -135,7 +143,10 @@ impl Config {
         }
         let mut sensor_ids = HashSet::new();
         for (i, sensor) in self.sensors.iter().enumerate() {
-            let path = format!("sensors[{}]", skip.sensor_positions.get(i).copied().unwrap_or(i));
+            let path = format!(
+                "sensors[{}]",
+                skip.sensor_positions.get(i).copied().unwrap_or(i)
+            );
             if !sensor_ids.insert(sensor.id.as_str()) {
                 errors.push(ConfigError::new(
                     format!("{path}.id"),
@@ -164,7 +175,7 @@ impl Config {
                 }
             }
         }
-        if self.sensors.is_empty() {
+        if skip.sensors_in_file == 0 {
             errors.push(ConfigError::new(
                 "sensors",
                 "no sensors configured: add at least one [[sensors]] table",
@@ -193,6 +204,8 @@ struct Skip<'a> {
     model_positions: &'a [usize],
     /// File positions of the deserialized sensors (identity when empty).
     sensor_positions: &'a [usize],
+    /// Sensor entries in the file, including those that failed to deserialize.
+    sensors_in_file: usize,
 }
 
 /// Checks that `path` names an existing regular file, reporting under `key`.

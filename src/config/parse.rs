@@ -20,6 +20,8 @@ pub(super) struct Parsed {
     pub model_positions: Vec<usize>,
     /// Position in the file of each deserialized sensor.
     pub sensor_positions: Vec<usize>,
+    /// `[[sensors]]` entries in the file, whether or not they deserialized.
+    pub sensors_in_file: usize,
 }
 
 /// Parses the text; fails only on TOML syntax errors, which keep line and column.
@@ -67,8 +69,11 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
 
     let mut sensors = Vec::new();
     let mut sensor_positions = Vec::new();
-    for (i, value) in array(&table, "sensors", &mut errors).iter().enumerate() {
-        if let Some(s) = super::sensors::parse_sensor(value, &format!("sensors[{i}]"), &mut errors) {
+    let sensor_values = array(&table, "sensors", &mut errors);
+    let sensors_in_file = sensor_values.len();
+    for (i, value) in sensor_values.iter().enumerate() {
+        if let Some(s) = super::sensors::parse_sensor(value, &format!("sensors[{i}]"), &mut errors)
+        {
             sensors.push(s);
             sensor_positions.push(i);
         }
@@ -95,6 +100,7 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
         device_broken,
         model_positions,
         sensor_positions,
+        sensors_in_file,
     })
 }
 

@@ -169,7 +169,10 @@ pub(super) fn parse_sensor(
         other => {
             errors.push(ConfigError::new(
                 format!("{path}.type"),
-                format!("unknown sensor type \"{other}\"; one of: {}", TYPES.join(", ")),
+                format!(
+                    "unknown sensor type \"{other}\"; one of: {}",
+                    TYPES.join(", ")
+                ),
             ));
             None
         }
@@ -245,7 +248,10 @@ impl SensorConfig {
                     ));
                 }
                 if c.hop == 0 {
-                    errors.push(ConfigError::new(format!("{path}.hop"), "must be at least 1"));
+                    errors.push(ConfigError::new(
+                        format!("{path}.hop"),
+                        "must be at least 1",
+                    ));
                 }
             }
             SourceConfig::LineReplay(c) => {

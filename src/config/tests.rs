@@ -24,7 +24,10 @@ fn the_default_config_parses_and_only_lacks_its_example_files() {
     let errors = errors_of(DEFAULT_CONFIG);
     assert!(!errors.is_empty());
     for e in &errors {
-        assert!(e.contains("not found"), "unexpected problem in default config: {e}");
+        assert!(
+            e.contains("not found"),
+            "unexpected problem in default config: {e}"
+        );
     }
 }
 
@@ -56,8 +59,10 @@ fn a_minimal_config_is_valid_and_gets_defaults() {
 
 #[test]
 fn every_mistake_is_reported_with_its_key_path() {
-    let text = VALID.replace("preprocess = { type = \"image\" }", "preprocess = { type = \"image\", colour = 1 }")
-        + r#"
+    let text = VALID.replace(
+        "preprocess = { type = \"image\" }",
+        "preprocess = { type = \"image\", colour = 1 }",
+    ) + r#"
 [[sensors]]
 id = "mic"
 model = "kws"
@@ -92,7 +97,10 @@ when_full = "explode"
         );
     }
     // The broken model is not reported again as a dangling reference from sensors[0].
-    assert!(!errors.iter().any(|e| e.starts_with("sensors[0].model")), "{errors:#?}");
+    assert!(
+        !errors.iter().any(|e| e.starts_with("sensors[0].model")),
+        "{errors:#?}"
+    );
 }
 
 #[test]
@@ -108,20 +116,42 @@ fn syntax_errors_keep_line_and_column() {
 fn sensor_type_problems_are_reported() {
     let text = VALID.replace("type = \"image_replay\"", "type = \"teleport\"");
     let errors = errors_of(&text);
-    assert!(errors.iter().any(|e| e.starts_with("sensors[0].type: unknown sensor type \"teleport\"")), "{errors:#?}");
-    let text = VALID.replace("type = \"image_replay\"", "type = \"wav_replay\"\nwindow = 4\nhop = 4");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("sensors[0].type: unknown sensor type \"teleport\"")),
+        "{errors:#?}"
+    );
+    let text = VALID.replace(
+        "type = \"image_replay\"",
+        "type = \"wav_replay\"\nwindow = 4\nhop = 4",
+    );
     let errors = errors_of(&text);
-    assert!(errors.iter().any(|e| e.contains("pre-processes image frames but this sensor produces audio")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("pre-processes image frames but this sensor produces audio")),
+        "{errors:#?}"
+    );
 }
 
 #[test]
 fn broker_urls_are_parsed_strictly() {
     assert_eq!(
         BrokerAddress::parse("mqtt://127.0.0.1:1884").unwrap(),
-        BrokerAddress { host: "127.0.0.1".into(), port: 1884 }
+        BrokerAddress {
+            host: "127.0.0.1".into(),
+            port: 1884
+        }
     );
-    assert_eq!(BrokerAddress::parse("mqtt://broker.local").unwrap().port, 1883);
-    assert_eq!(BrokerAddress::parse("mqtt://[::1]:1885").unwrap().host, "::1");
+    assert_eq!(
+        BrokerAddress::parse("mqtt://broker.local").unwrap().port,
+        1883
+    );
+    assert_eq!(
+        BrokerAddress::parse("mqtt://[::1]:1885").unwrap().host,
+        "::1"
+    );
     assert!(BrokerAddress::parse("http://x").is_err());
     assert!(BrokerAddress::parse("mqtt://x:99999").is_err());
     assert!(BrokerAddress::parse("mqtt://user:pw@x").is_err());

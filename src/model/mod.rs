@@ -84,13 +84,12 @@ impl LoadedModel {
             .iter()
             .map(|(name, shape)| (name.clone(), (None, shape.clone())))
             .collect();
-        let prepared =
-            backend
-                .prepare(&config.path, &overrides)
-                .map_err(|source| ModelError::Backend {
-                    id: id.clone(),
-                    source,
-                })?;
+        let prepared = backend
+            .prepare(&config.path, &overrides)
+            .map_err(|source| ModelError::Backend {
+                id: id.clone(),
+                source,
+            })?;
         if prepared.inputs().len() != 1 {
             return Err(ModelError::InputCount {
                 id,

@@ -90,7 +90,10 @@ impl Uplink {
         opts.set_clean_session(true);
         opts.set_inflight(self.config.max_inflight);
         if let Some(user) = &self.config.username {
-            opts.set_credentials(user.clone(), self.config.password.clone().unwrap_or_default());
+            opts.set_credentials(
+                user.clone(),
+                self.config.password.clone().unwrap_or_default(),
+            );
         }
         opts
     }
@@ -167,7 +170,8 @@ impl Uplink {
             .pending(state.cursor, room)
             .map_err(|e| e.to_string())?;
         for record in records {
-            let topic = topics::predictions(&self.config.topic_prefix, &self.device, &record.sensor);
+            let topic =
+                topics::predictions(&self.config.topic_prefix, &self.device, &record.sensor);
             client
                 .try_publish(topic, QoS::AtLeastOnce, false, record.payload)
                 .map_err(|e| format!("cannot queue publish: {e}"))?;

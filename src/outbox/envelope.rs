@@ -33,7 +33,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(String, Vec<u8>), &'static str> {
         return Err("checksum mismatch");
     }
     let len = u16::from_le_bytes([bytes[5], bytes[6]]) as usize;
-    let sensor = bytes.get(HEADER..HEADER + len).ok_or("sensor id truncated")?;
+    let sensor = bytes
+        .get(HEADER..HEADER + len)
+        .ok_or("sensor id truncated")?;
     let sensor = std::str::from_utf8(sensor).map_err(|_| "sensor id is not UTF-8")?;
     Ok((sensor.to_string(), bytes[HEADER + len..].to_vec()))
 }
@@ -45,7 +47,10 @@ mod tests {
     #[test]
     fn round_trips_and_detects_any_flipped_bit() {
         let enc = encode("cam0", b"{\"a\":1}");
-        assert_eq!(decode(&enc).unwrap(), ("cam0".to_string(), b"{\"a\":1}".to_vec()));
+        assert_eq!(
+            decode(&enc).unwrap(),
+            ("cam0".to_string(), b"{\"a\":1}".to_vec())
+        );
         for i in 1..enc.len() {
             let mut bad = enc.clone();
             bad[i] ^= 0x10;

@@ -227,7 +227,11 @@ impl Outbox {
 
     /// Up to `limit` records with a sequence number after `after` (from the oldest when `None`).
     /// Damaged records are removed, counted and logged, never returned.
-    pub fn pending(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredRecord>, OutboxError> {
+    pub fn pending(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, OutboxError> {
         let start = after.map_or(0, |s| s.saturating_add(1));
         let mut out = Vec::new();
         for item in self.records.range(start.to_be_bytes()..) {

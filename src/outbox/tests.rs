@@ -38,7 +38,10 @@ fn records_survive_reopen_in_order_until_acked() {
     assert_eq!(ob.pending(None, 100).unwrap().len(), 4);
     assert_eq!(ob.pending(Some(seqs[2]), 100).unwrap().len(), 2);
     let stats = ob.stats();
-    assert_eq!((stats.records, stats.counters.appended, stats.counters.acked), (4, 5, 1));
+    assert_eq!(
+        (stats.records, stats.counters.appended, stats.counters.acked),
+        (4, 5, 1)
+    );
     // A new sequence after reopen is above every earlier one.
     let next = stored_seq(ob.append("s", payload).unwrap());
     assert!(next > *seqs.last().unwrap());
@@ -54,7 +57,12 @@ fn drop_oldest_keeps_the_outbox_under_its_cap_and_counts() {
     let stats = ob.stats();
     assert!(stats.bytes <= 4096, "{stats:?}");
     assert_eq!(stats.counters.dropped_oldest + stats.records, 100);
-    let kept: Vec<u64> = ob.pending(None, 1000).unwrap().iter().map(|r| r.seq).collect();
+    let kept: Vec<u64> = ob
+        .pending(None, 1000)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     assert_eq!(kept, seqs[seqs.len() - kept.len()..]);
 }
 
@@ -75,7 +83,12 @@ fn drop_newest_keeps_the_first_records_and_counts() {
     assert_eq!(stats.counters.dropped_newest as usize, 100 - stored.len());
     // Everything stored came first; once full, nothing else got in.
     assert!(matches!(results[stored.len()], Appended::Rejected));
-    let kept: Vec<u64> = ob.pending(None, 1000).unwrap().iter().map(|r| r.seq).collect();
+    let kept: Vec<u64> = ob
+        .pending(None, 1000)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     assert_eq!(kept, stored);
 }
 

@@ -228,7 +228,9 @@ fn values_f32(tensor: &Tensor) -> Result<Vec<f32>, PipelineError> {
 fn activate(values: &mut [f32], activation: Activation) {
     match activation {
         Activation::None => {}
-        Activation::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        Activation::Sigmoid => values
+            .iter_mut()
+            .for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
         Activation::Softmax => {
             let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
@@ -247,7 +249,11 @@ fn activate(values: &mut [f32], activation: Activation) {
 mod tests {
     use super::*;
 
-    fn classify(top_k: usize, threshold: f32, labels: Option<std::path::PathBuf>) -> PostprocessConfig {
+    fn classify(
+        top_k: usize,
+        threshold: f32,
+        labels: Option<std::path::PathBuf>,
+    ) -> PostprocessConfig {
         PostprocessConfig::Classify {
             output: None,
             activation: Activation::Softmax,

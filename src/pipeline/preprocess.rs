@@ -160,7 +160,8 @@ fn image_tensor_data(img: &RgbImage, cfg: &ImagePreprocess, width: u32, height: 
     let mut current = std::borrow::Cow::Borrowed(img);
     if let Some([w, h]) = cfg.resize {
         if current.dimensions() != (w, h) {
-            current = std::borrow::Cow::Owned(imageops::resize(&*current, w, h, FilterType::Triangle));
+            current =
+                std::borrow::Cow::Owned(imageops::resize(&*current, w, h, FilterType::Triangle));
         }
     }
     if let Some([w, h]) = cfg.crop {
@@ -203,7 +204,11 @@ mod tests {
     use super::*;
 
     fn vals(t: &Tensor) -> Vec<f32> {
-        t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+        t.to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
     }
 
     fn spec(shape: &[usize]) -> TensorSpec {
@@ -227,7 +232,9 @@ mod tests {
 
     #[test]
     fn image_is_normalised_and_laid_out_nchw_and_nhwc_with_bgr() {
-        let img = RgbImage::from_fn(2, 1, |x, _| image::Rgb([255, 0, if x == 0 { 255 } else { 0 }]));
+        let img = RgbImage::from_fn(2, 1, |x, _| {
+            image::Rgb([255, 0, if x == 0 { 255 } else { 0 }])
+        });
         let cfg = PreprocessConfig::Image(image_cfg(Layout::Nchw, ChannelOrder::Rgb));
         let p = Preprocessor::new("m", &cfg, &spec(&[1, 3, 1, 2])).unwrap();
         let t = p.apply(&Payload::Image(img.clone())).unwrap();
@@ -277,7 +284,8 @@ mod tests {
         assert_eq!(vals(&t), &[3.0, 1.0]);
         assert!(p.apply(&Payload::Record(vec![1.0])).is_err());
 
-        let p = Preprocessor::new("m", &PreprocessConfig::Audio { gain: 2.0 }, &spec(&[1, 2])).unwrap();
+        let p =
+            Preprocessor::new("m", &PreprocessConfig::Audio { gain: 2.0 }, &spec(&[1, 2])).unwrap();
         let t = p
             .apply(&Payload::Audio {
                 sample_rate: 16000,

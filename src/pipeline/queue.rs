@@ -126,7 +126,10 @@ impl SensorPort {
                 }
             }
         }
-        *state.per_sensor.entry(Arc::clone(&self.sensor)).or_insert(0) += 1;
+        *state
+            .per_sensor
+            .entry(Arc::clone(&self.sensor))
+            .or_insert(0) += 1;
         state.frames.push_back(frame);
         queue.changed.notify_all();
         Ok(())
@@ -159,7 +162,10 @@ mod tests {
         for seq in 0..5 {
             p.push(frame(&p.sensor, seq)).unwrap();
         }
-        assert_eq!(p.stats.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(
+            p.stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
         q.close();
         let seqs: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|f| f.seq).collect();
         assert_eq!(seqs, vec![3, 4]);
@@ -175,7 +181,10 @@ mod tests {
         q.close();
         let seqs: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|f| f.seq).collect();
         assert_eq!(seqs, vec![0, 1]);
-        assert_eq!(p.stats.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(
+            p.stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
     }
 
     #[test]

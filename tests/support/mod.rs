@@ -67,7 +67,7 @@ impl Broker {
             ),
         )
         .unwrap();
-        let child = Command::new("mosquitto")
+        let child = Command::new(mosquitto_path())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -77,7 +77,11 @@ impl Broker {
         self.child = Some(child);
         let port = self.port;
         assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
             "mosquitto did not start on port {port}"
         );
     }
@@ -109,6 +113,19 @@ impl Drop for Broker {
     }
 }
 
+/// mosquitto lives in /usr/sbin, which is not on every user's PATH.
+fn mosquitto_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOSQUITTO") {
+        return p.into();
+    }
+    let sbin = Path::new("/usr/sbin/mosquitto");
+    if sbin.exists() {
+        sbin.to_path_buf()
+    } else {
+        PathBuf::from("mosquitto")
+    }
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -116,16 +133,19 @@ pub fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// Messages received, as (topic, payload), in arrival order.
+pub type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A real MQTT client subscribed with QoS 1 and a persistent session, recording every message.
 pub struct Consumer {
-    pub messages: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub messages: Received,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Consumer {
     pub fn start(port: u16, filter: &str) -> Consumer {
-        let messages = Arc::new(Mutex::new(Vec::new()));
+        let messages: Received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
         let mut opts = MqttOptions::new(format!("test-consumer-{port}"), "127.0.0.1", port);
@@ -157,7 +177,8 @@ impl Consumer {
             })
         };
         assert!(
-            wait_until(Duration::from_secs(10), || subscribed.load(Ordering::Relaxed)),
+            wait_until(Duration::from_secs(10), || subscribed
+                .load(Ordering::Relaxed)),
             "consumer could not subscribe"
         );
         Consumer {
@@ -177,7 +198,12 @@ impl Consumer {
             .lock()
             .unwrap()
             .iter()
-            .map(|(t, p)| (t.clone(), serde_json::from_slice(p).expect("payload is JSON")))
+            .map(|(t, p)| {
+                (
+                    t.clone(),
+                    serde_json::from_slice(p).expect("payload is JSON"),
+                )
+            })
             .collect()
     }
 
@@ -238,7 +264,11 @@ impl Daemon {
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
     }
 
     pub fn count_lines(&self, needle: &str) -> usize {
@@ -282,7 +312,10 @@ impl Daemon {
             }
             if Instant::now() > end {
                 let _ = self.child.kill();
-                panic!("daemon did not exit within {timeout:?} of SIGTERM:\n{}", self.log());
+                panic!(
+                    "daemon did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -317,7 +350,13 @@ pub fn write_readings(path: &Path, rows: usize) {
 }
 
 /// A config with the vibration model fed by one line-replay sensor, plus `extra` TOML appended.
-pub fn line_config(dir: &Path, readings: &Path, rate: Option<f64>, broker: &str, outbox: &str) -> PathBuf {
+pub fn line_config(
+    dir: &Path,
+    readings: &Path,
+    rate: Option<f64>,
+    broker: &str,
+    outbox: &str,
+) -> PathBuf {
     let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
     let text = format!(
         r#"

@@ -32,21 +32,25 @@ impl ImageReplay {
                 .map_err(|e| open_err(e.to_string()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
                 })
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(open_err("no .jpg, .jpeg or .png files in this folder".into()));
+                return Err(open_err(
+                    "no .jpg, .jpeg or .png files in this folder".into(),
+                ));
             }
             Items::Files(files)
         } else {
             let data = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
             let frames = super::split_jpeg_frames(&data);
             if frames.is_empty() {
-                return Err(open_err("no JPEG frames found (expected an MJPEG stream)".into()));
+                return Err(open_err(
+                    "no JPEG frames found (expected an MJPEG stream)".into(),
+                ));
             }
             Items::Mjpeg { data, frames }
         };
@@ -79,10 +83,11 @@ impl FrameSource for ImageReplay {
                 .map_err(|e| e.to_string())
                 .and_then(|b| image::load_from_memory(&b).map_err(|e| e.to_string()))
                 .map_err(|e| SensorError::Item(format!("{}: {e}", files[i].display()))),
-            Items::Mjpeg { data, frames } => {
-                image::load_from_memory_with_format(&data[frames[i].clone()], image::ImageFormat::Jpeg)
-                    .map_err(|e| SensorError::Item(format!("MJPEG frame {i}: {e}")))
-            }
+            Items::Mjpeg { data, frames } => image::load_from_memory_with_format(
+                &data[frames[i].clone()],
+                image::ImageFormat::Jpeg,
+            )
+            .map_err(|e| SensorError::Item(format!("MJPEG frame {i}: {e}"))),
         }?;
         Ok(Some(Payload::Image(decoded.to_rgb8())))
     }

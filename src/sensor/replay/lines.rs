@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn parses_numbers_and_rejects_garbage() {
-        assert_eq!(parse_record(" 1, 2.5 ,-3e2\n", ',').unwrap(), Some(vec![1.0, 2.5, -300.0]));
+        assert_eq!(
+            parse_record(" 1, 2.5 ,-3e2\n", ',').unwrap(),
+            Some(vec![1.0, 2.5, -300.0])
+        );
         assert_eq!(parse_record("# comment", ',').unwrap(), None);
         assert_eq!(parse_record("   ", ',').unwrap(), None);
         assert!(parse_record("1,abc", ',').is_err());

@@ -173,6 +173,9 @@ mod tests {
         assert_eq!(w.len(), 3);
         assert_eq!(w[1], vec![4000.0 * scale, 5000.0 * scale]);
         std::fs::write(&p, b"RIFFnope").unwrap();
-        assert!(matches!(WavReplay::open(&p, 2, 4), Err(SensorError::Open { .. })));
+        assert!(matches!(
+            WavReplay::open(&p, 2, 4),
+            Err(SensorError::Open { .. })
+        ));
     }
 }
