@@ -57,16 +57,31 @@ impl Uplink {
         let min = Duration::from_millis(self.config.reconnect_min_ms);
         let max = Duration::from_millis(self.config.reconnect_max_ms);
         let mut delay = min;
+        // The first failure of an outage is a warning; its retries are only debug lines.
+        let mut outage_reported = false;
         loop {
             match self.session().await {
                 SessionEnd::Shutdown => break,
-                SessionEnd::Lost { connected, reason } => {
-                    if connected {
-                        delay = min;
-                        warn!(broker = %self.config.broker, reason, "Connection to broker lost; predictions are kept in the outbox");
-                    } else {
-                        debug!(broker = %self.config.broker, reason, retry_in_ms = delay.as_millis() as u64, "Broker not reachable");
-                    }
+                SessionEnd::Lost {
+                    connected: true,
+                    reason,
+                } => {
+                    delay = min;
+                    outage_reported = true;
+                    warn!(broker = %self.config.broker, reason, "Connection to broker lost; predictions are kept in the outbox");
+                }
+                SessionEnd::Lost {
+                    connected: false,
+                    reason,
+                } if !outage_reported => {
+                    outage_reported = true;
+                    warn!(broker = %self.config.broker, reason, "Cannot connect to broker; predictions are kept in the outbox, retrying");
+                }
+                SessionEnd::Lost {
+                    connected: false,
+                    reason,
+                } => {
+                    debug!(broker = %self.config.broker, reason, retry_in_ms = delay.as_millis() as u64, "Broker still not reachable");
                 }
             }
             let wait = jitter(delay);
