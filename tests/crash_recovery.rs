@@ -29,6 +29,36 @@ fn check_delivery(stored: &[String], received: &[String]) {
     );
 }
 
+/// Starts the daemon, SIGKILLs it once it has stored `at_least` predictions; returns their ids.
+fn run_and_kill(config: &std::path::Path, at_least: usize) -> Vec<String> {
+    let mut first = Daemon::start(config);
+    assert!(
+        wait_until(Duration::from_secs(20), || first.stored_ids().len()
+            >= at_least),
+        "{}",
+        first.log()
+    );
+    first.kill();
+    first.stored_ids()
+}
+
+/// Restarts the daemon and waits until every id in `stored` has reached the consumer.
+fn restart_until_delivered(config: &std::path::Path, consumer: &Consumer, stored: &[String]) {
+    let second = Daemon::start(config);
+    let delivered = wait_until(Duration::from_secs(30), || {
+        let got: BTreeSet<String> = consumer.ids().into_iter().collect();
+        stored.iter().all(|id| got.contains(id))
+    });
+    let log = second.log();
+    let status = second.terminate(Duration::from_secs(10));
+    assert!(
+        delivered,
+        "stored before the kill but not delivered after restart:\n{log}"
+    );
+    assert!(status.success());
+    check_delivery(stored, &consumer.ids());
+}
+
 #[test]
 fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
     let broker = Broker::start();
@@ -38,30 +68,9 @@ fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
     write_readings(&readings, 400);
     let config = line_config(dir.path(), &readings, Some(200.0), &broker.url(), "");
 
-    let first = Daemon::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(20), || first.stored_ids().len() >= 100),
-        "{}",
-        first.log()
-    );
-    let mut first = first;
-    first.kill();
-    let stored_first = first.stored_ids();
-
+    let stored_first = run_and_kill(&config, 100);
     // The restart replays the file again (new ids) and must also send what the first run left behind.
-    let second = Daemon::start(&config);
-    let delivered = wait_until(Duration::from_secs(30), || {
-        let got: BTreeSet<String> = consumer.ids().into_iter().collect();
-        stored_first.iter().all(|id| got.contains(id))
-    });
-    let log = second.log();
-    let status = second.terminate(Duration::from_secs(10));
-    assert!(
-        delivered,
-        "stored before the kill but not delivered after restart:\n{log}"
-    );
-    assert!(status.success());
-    check_delivery(&stored_first, &consumer.ids());
+    restart_until_delivered(&config, &consumer, &stored_first);
 }
 
 #[test]
@@ -74,31 +83,16 @@ fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
     write_readings(&readings, 150);
     let config = line_config(dir.path(), &readings, Some(300.0), &broker.url(), "");
 
-    let first = Daemon::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(20), || first.stored_ids().len() >= 80),
-        "{}",
-        first.log()
-    );
-    let mut first = first;
-    first.kill();
-    let stored_first = first.stored_ids();
-    assert!(consumer.count() == 0);
-
+    let stored_first = run_and_kill(&config, 80);
+    assert_eq!(consumer.count(), 0);
     broker.restart();
-    let second = Daemon::start(&config);
-    let delivered = wait_until(Duration::from_secs(30), || {
-        let got: BTreeSet<String> = consumer.ids().into_iter().collect();
-        stored_first.iter().all(|id| got.contains(id))
-    });
-    let log = second.log();
-    let status = second.terminate(Duration::from_secs(10));
-    assert!(delivered, "backlog not delivered:\n{log}");
-    assert!(status.success());
-    check_delivery(&stored_first, &consumer.ids());
+    restart_until_delivered(&config, &consumer, &stored_first);
     // The backlog went out oldest first, ahead of the second run's own predictions.
     let ids = consumer.ids();
-    let pos: HashMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut pos: HashMap<&String, usize> = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        pos.entry(id).or_insert(i);
+    }
     let order: Vec<usize> = stored_first.iter().map(|id| pos[id]).collect();
     let sorted = {
         let mut s = order.clone();
@@ -106,4 +100,12 @@ fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
         s
     };
     assert_eq!(order, sorted, "backlog out of order");
+    let first_new = ids
+        .iter()
+        .position(|id| !stored_first.contains(id))
+        .unwrap_or(ids.len());
+    assert!(
+        sorted.last().is_some_and(|last| *last < first_new),
+        "a new prediction overtook the backlog"
+    );
 }

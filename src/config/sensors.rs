@@ -204,11 +204,21 @@ impl SourceConfig {
         }
     }
 
-    fn rate(&self) -> Option<f64> {
+    /// Frames per second, or `None` for as fast as the pipeline takes them.
+    pub fn rate(&self) -> Option<f64> {
         match self {
             SourceConfig::ImageReplay(c) => c.rate,
             SourceConfig::WavReplay(c) => c.rate,
             SourceConfig::LineReplay(c) => c.rate,
+        }
+    }
+
+    /// Whether the source starts again at its end.
+    pub fn looping(&self) -> bool {
+        match self {
+            SourceConfig::ImageReplay(c) => c.looping,
+            SourceConfig::WavReplay(c) => c.looping,
+            SourceConfig::LineReplay(c) => c.looping,
         }
     }
 }

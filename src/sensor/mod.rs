@@ -31,27 +31,16 @@ pub trait FrameSource: Send {
 
 /// Opens the source a sensor config describes, with its pacing and looping settings.
 pub fn open(source: &SourceConfig) -> Result<(Box<dyn FrameSource>, CaptureSettings), SensorError> {
-    Ok(match source {
-        SourceConfig::ImageReplay(c) => (
-            Box::new(replay::ImageReplay::open(&c.path)?),
-            CaptureSettings {
-                rate: c.rate,
-                looping: c.looping,
-            },
-        ),
-        SourceConfig::WavReplay(c) => (
-            Box::new(replay::WavReplay::open(&c.path, c.window, c.hop)?),
-            CaptureSettings {
-                rate: c.rate,
-                looping: c.looping,
-            },
-        ),
-        SourceConfig::LineReplay(c) => (
-            Box::new(replay::LineReplay::open(&c.path, c.header, c.delimiter)?),
-            CaptureSettings {
-                rate: c.rate,
-                looping: c.looping,
-            },
-        ),
-    })
+    let opened: Box<dyn FrameSource> = match source {
+        SourceConfig::ImageReplay(c) => Box::new(replay::ImageReplay::open(&c.path)?),
+        SourceConfig::WavReplay(c) => Box::new(replay::WavReplay::open(&c.path, c.window, c.hop)?),
+        SourceConfig::LineReplay(c) => {
+            Box::new(replay::LineReplay::open(&c.path, c.header, c.delimiter)?)
+        }
+    };
+    let settings = CaptureSettings {
+        rate: source.rate(),
+        looping: source.looping(),
+    };
+    Ok((opened, settings))
 }
