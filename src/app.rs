@@ -54,7 +54,7 @@ pub enum StartError {
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then stops in order: sensors, workers (finishing
-/// frames already queued), outbox flush, uplink (which may still publish what the workers stored).
+/// frames already queued), uplink (which may still publish what the workers stored), outbox flush.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let data_dir = config.device.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
@@ -200,12 +200,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     if joined.is_err() {
         warn!("Sensors or workers did not stop in time; exiting without them");
     }
-    if let Err(e) = outbox.flush() {
-        warn!(error = %e, "Final outbox flush failed");
-    }
     uplink_stop.cancel();
     if let Some(task) = uplink {
         let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
+    }
+    // Appends are already on disk; this makes the last acknowledgements durable too, so that
+    // nothing delivered is sent again after a clean restart.
+    if let Err(e) = outbox.flush() {
+        warn!(error = %e, "Final outbox flush failed");
     }
     for (id, stats) in all_stats {
         let (captured, dropped, inferred, errors) = stats.snapshot();
@@ -220,6 +222,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         dropped_oldest = s.counters.dropped_oldest,
         dropped_newest = s.counters.dropped_newest,
         corrupt = s.counters.corrupt,
+        undeliverable = s.counters.undeliverable,
         "Outbox totals"
     );
     Ok(())

@@ -83,6 +83,14 @@ path = "{}"
     );
     let status = daemon.terminate(Duration::from_secs(10));
     assert!(status.success(), "exit status {status:?}");
+    // Everything delivered was acknowledged and deleted: a restart would send nothing again.
+    let stats = edgeinfer::outbox::Outbox::open(
+        &dir.path().join("state/outbox"),
+        &edgeinfer::config::OutboxConfig::default(),
+    )
+    .unwrap()
+    .stats();
+    assert_eq!((stats.records, stats.counters.acked), (0, 52), "{stats:?}");
 
     let msgs = consumer.json();
     assert_eq!(msgs.len(), 52);
@@ -187,4 +195,66 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
         .map(|(_, v)| v["frame_seq"].as_u64().unwrap())
         .collect();
     assert_eq!(frames, (0..N as u64).collect());
+}
+
+#[test]
+fn a_prediction_too_large_to_publish_is_counted_and_does_not_block_the_others() {
+    let broker = Broker::start();
+    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let dir = tempfile::tempdir().unwrap();
+    let readings = dir.path().join("readings.csv");
+    write_readings(&readings, 40);
+    // Labels this long make every prediction of "serial1" bigger than the packet limit.
+    let long_labels = dir.path().join("long.labels");
+    std::fs::write(
+        &long_labels,
+        format!("normal{0}\nalert{0}\n", "x".repeat(1500)),
+    )
+    .unwrap();
+    let config = line_config(dir.path(), &readings, None, &broker.url(), "");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        r#"max_packet_bytes = 1024
+
+[[models]]
+id = "verbose"
+path = "{}"
+preprocess = {{ type = "record", fields = [1, 2, 3] }}
+postprocess = {{ type = "classify", top_k = 2, labels = "{}" }}
+
+[[sensors]]
+id = "serial1"
+model = "verbose"
+type = "line_replay"
+path = "{}"
+header = true
+"#,
+        repo("models/vibration.onnx").display(),
+        long_labels.display(),
+        readings.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+
+    let daemon = Daemon::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(30), || consumer.count() >= 40
+            && daemon.count_lines("too large to publish") >= 40),
+        "{} delivered; log:\n{}",
+        consumer.count(),
+        daemon.log()
+    );
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let msgs = consumer.json();
+    assert_eq!(msgs.len(), 40);
+    assert!(msgs.iter().all(|(_, v)| v["sensor"] == "serial0"));
+
+    let ob = edgeinfer::outbox::Outbox::open(
+        &dir.path().join("state/outbox"),
+        &edgeinfer::config::OutboxConfig::default(),
+    )
+    .unwrap();
+    let stats = ob.stats();
+    assert_eq!(stats.counters.undeliverable, 40, "{stats:?}");
+    assert_eq!(stats.records, 0, "{stats:?}");
 }

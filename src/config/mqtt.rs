@@ -27,6 +27,11 @@ pub struct MqttConfig {
     /// Publishes awaiting PUBACK at once.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: u16,
+    /// Largest MQTT packet sent or received. A prediction that does not fit is logged, counted as
+    /// undeliverable and removed, so that it cannot block the ones behind it. Brokers have their
+    /// own limit (mosquitto: `message_size_limit`); keep this at or below it.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: usize,
     /// First reconnect delay; doubles on each failure up to `reconnect_max_ms`.
     #[serde(default = "default_reconnect_min")]
     pub reconnect_min_ms: u64,
@@ -43,6 +48,9 @@ fn default_keep_alive() -> u64 {
 }
 fn default_max_inflight() -> u16 {
     32
+}
+fn default_max_packet() -> usize {
+    256 * 1024
 }
 fn default_reconnect_min() -> u64 {
     500
@@ -123,6 +131,12 @@ impl MqttConfig {
             errors.push(ConfigError::new(
                 format!("{path}.max_inflight"),
                 "must be at least 1",
+            ));
+        }
+        if self.max_packet_bytes < 512 || self.max_packet_bytes > 256 * 1024 * 1024 {
+            errors.push(ConfigError::new(
+                format!("{path}.max_packet_bytes"),
+                "must be 512 bytes to 256 MiB",
             ));
         }
         if self.reconnect_min_ms == 0 || self.reconnect_min_ms > self.reconnect_max_ms {

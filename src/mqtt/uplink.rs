@@ -33,6 +33,10 @@ enum SessionEnd {
 
 /// Events from the event loop task; bounded, and the event loop waits when it is full.
 const EVENT_QUEUE: usize = 64;
+/// At shutdown, how long to wait for PUBACKs of messages in flight.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+/// At shutdown, how long to wait for the DISCONNECT to be written.
+const DISCONNECT_WAIT: Duration = Duration::from_millis(500);
 
 impl Uplink {
     /// An uplink for `device`; fails only on a broker URL that `validate()` would have refused.
@@ -104,6 +108,7 @@ impl Uplink {
         opts.set_keep_alive(Duration::from_secs(self.config.keep_alive_secs));
         opts.set_clean_session(true);
         opts.set_inflight(self.config.max_inflight);
+        opts.set_max_packet_size(self.config.max_packet_bytes, self.config.max_packet_bytes);
         if let Some(user) = &self.config.username {
             opts.set_credentials(
                 user.clone(),
@@ -127,9 +132,12 @@ impl Uplink {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
+                    if connected {
+                        self.drain_acks(&mut events, &mut state).await;
+                    }
                     let _ = client.try_disconnect();
                     // Give the DISCONNECT a moment to leave; anything unacked stays in the outbox.
-                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    let _ = tokio::time::timeout(DISCONNECT_WAIT, async {
                         while let Some(Ok(ev)) = events.recv().await {
                             if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
                                 break;
@@ -152,11 +160,7 @@ impl Uplink {
                     }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => state.written(pkid),
                     Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                        if let Some(seq) = state.acked(ack.pkid) {
-                            if let Err(e) = self.outbox.ack(seq) {
-                                error!(seq, error = %e, "Cannot delete acknowledged record; it will be sent again");
-                            }
-                        }
+                        self.acked(&mut state, ack.pkid);
                         if let Err(reason) = self.fill(&client, &mut state, window) {
                             break SessionEnd::Lost { connected, reason };
                         }
@@ -174,6 +178,34 @@ impl Uplink {
         end
     }
 
+    /// At shutdown: waits a little for PUBACKs of what is in flight, publishing nothing new, so
+    /// that a clean stop leaves nothing to send twice.
+    async fn drain_acks(
+        &self,
+        events: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        state: &mut Flight,
+    ) {
+        let _ = tokio::time::timeout(DRAIN_WAIT, async {
+            while state.in_flight() > 0 {
+                match events.recv().await {
+                    Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => state.written(pkid),
+                    Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => self.acked(state, ack.pkid),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+        })
+        .await;
+    }
+
+    fn acked(&self, state: &mut Flight, pkid: u16) {
+        if let Some(seq) = state.acked(pkid) {
+            if let Err(e) = self.outbox.ack(seq) {
+                error!(seq, error = %e, "Cannot delete acknowledged record; it will be sent again");
+            }
+        }
+    }
+
     /// Queues publishes of the next pending records until `window` are in flight.
     fn fill(&self, client: &AsyncClient, state: &mut Flight, window: usize) -> Result<(), String> {
         let room = window.saturating_sub(state.in_flight());
@@ -187,6 +219,15 @@ impl Uplink {
         for record in records {
             let topic =
                 topics::predictions(&self.config.topic_prefix, &self.device, &record.sensor);
+            // Fixed header (≤ 5), topic length (2) and packet id (2) besides topic and payload.
+            let packet = 9 + topic.len() + record.payload.len();
+            if packet > self.config.max_packet_bytes {
+                // Publishing it would fail the connection on every attempt, blocking all others.
+                error!(seq = record.seq, sensor = %record.sensor, bytes = packet, max_packet_bytes = self.config.max_packet_bytes, "Prediction too large to publish; removed from the outbox");
+                self.outbox.discard(record.seq).map_err(|e| e.to_string())?;
+                state.cursor = Some(record.seq);
+                continue;
+            }
             client
                 .try_publish(topic, QoS::AtLeastOnce, false, record.payload)
                 .map_err(|e| format!("cannot queue publish: {e}"))?;

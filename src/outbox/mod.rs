@@ -51,6 +51,9 @@ pub struct Counters {
     pub dropped_newest: u64,
     /// Records found damaged (checksum mismatch) and removed.
     pub corrupt: u64,
+    /// Records removed because they can never be delivered (larger than the MQTT packet limit).
+    #[serde(default)]
+    pub undeliverable: u64,
 }
 
 /// Current contents and counters.
@@ -269,6 +272,22 @@ impl Outbox {
             state.bytes = state.bytes.saturating_sub((8 + v.len()) as u64);
             state.records = state.records.saturating_sub(1);
             state.counters.acked += 1;
+            self.save_counters(&state.counters)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a record that can never be delivered, counting it. The caller logs why.
+    pub fn discard(&self, seq: u64) -> Result<(), OutboxError> {
+        let mut state = self.lock();
+        if let Some(v) = self
+            .records
+            .remove(seq.to_be_bytes())
+            .map_err(io("discard"))?
+        {
+            state.bytes = state.bytes.saturating_sub((8 + v.len()) as u64);
+            state.records = state.records.saturating_sub(1);
+            state.counters.undeliverable += 1;
             self.save_counters(&state.counters)?;
         }
         Ok(())
