@@ -84,12 +84,7 @@ path = "{}"
     let status = daemon.terminate(Duration::from_secs(10));
     assert!(status.success(), "exit status {status:?}");
     // Everything delivered was acknowledged and deleted: a restart would send nothing again.
-    let stats = edgeinfer::outbox::Outbox::open(
-        &dir.path().join("state/outbox"),
-        &edgeinfer::config::OutboxConfig::default(),
-    )
-    .unwrap()
-    .stats();
+    let stats = outbox_stats(dir.path());
     assert_eq!((stats.records, stats.counters.acked), (0, 52), "{stats:?}");
 
     let msgs = consumer.json();
@@ -167,10 +162,16 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
     });
     let log = daemon.log();
     let status = daemon.terminate(Duration::from_secs(10));
+    let got: BTreeSet<String> = consumer.ids().into_iter().collect();
     assert!(
         all_delivered,
-        "got {} unique of {N}:\n{log}",
-        consumer.ids().into_iter().collect::<BTreeSet<_>>().len()
+        "got {} unique of {N}; outbox after stop: {:?}\nmissing: {:?}\n{log}",
+        got.len(),
+        outbox_stats(dir.path()),
+        (0..N)
+            .map(|i| format!("t1-{i}"))
+            .filter(|id| !got.contains(id))
+            .collect::<Vec<_>>()
     );
     assert!(status.success());
     assert!(log.contains("Connection to broker lost"), "{log}");
@@ -213,26 +214,9 @@ fn a_prediction_too_large_to_publish_is_counted_and_does_not_block_the_others() 
     .unwrap();
     let config = line_config(dir.path(), &readings, None, &broker.url(), "");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        r#"max_packet_bytes = 1024
-
-[[models]]
-id = "verbose"
-path = "{}"
-preprocess = {{ type = "record", fields = [1, 2, 3] }}
-postprocess = {{ type = "classify", top_k = 2, labels = "{}" }}
-
-[[sensors]]
-id = "serial1"
-model = "verbose"
-type = "line_replay"
-path = "{}"
-header = true
-"#,
-        repo("models/vibration.onnx").display(),
-        long_labels.display(),
-        readings.display()
-    ));
+    text.push_str("max_packet_bytes = 1024\n");
+    text.push_str(&vibration_model_toml("verbose", &long_labels));
+    text.push_str(&line_sensor_toml("serial1", "verbose", &readings, None));
     std::fs::write(&config, text).unwrap();
 
     let daemon = Daemon::start(&config);
@@ -249,12 +233,7 @@ header = true
     assert_eq!(msgs.len(), 40);
     assert!(msgs.iter().all(|(_, v)| v["sensor"] == "serial0"));
 
-    let ob = edgeinfer::outbox::Outbox::open(
-        &dir.path().join("state/outbox"),
-        &edgeinfer::config::OutboxConfig::default(),
-    )
-    .unwrap();
-    let stats = ob.stats();
+    let stats = outbox_stats(dir.path());
     assert_eq!(stats.counters.undeliverable, 40, "{stats:?}");
     assert_eq!(stats.records, 0, "{stats:?}");
 }

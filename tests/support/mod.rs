@@ -47,6 +47,10 @@ pub struct Broker {
 impl Broker {
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
+        // Started as root, mosquitto drops to its own user, which must still write its
+        // persistence file here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let mut b = Broker {
             port: free_port(),
             dir,
@@ -349,7 +353,40 @@ pub fn write_readings(path: &Path, rows: usize) {
     std::fs::write(path, text).unwrap();
 }
 
-/// A config with the vibration model fed by one line-replay sensor, plus `extra` TOML appended.
+/// A `[[models]]` table for the bundled vibration model with the given labels file.
+pub fn vibration_model_toml(id: &str, labels: &Path) -> String {
+    format!(
+        r#"
+[[models]]
+id = "{id}"
+path = "{}"
+preprocess = {{ type = "record", fields = [1, 2, 3] }}
+postprocess = {{ type = "classify", top_k = 2, labels = "{}" }}
+"#,
+        repo("models/vibration.onnx").display(),
+        labels.display()
+    )
+}
+
+/// A `[[sensors]]` table replaying a readings file (as written by `write_readings`) into `model`.
+pub fn line_sensor_toml(id: &str, model: &str, readings: &Path, rate: Option<f64>) -> String {
+    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
+    format!(
+        r#"
+[[sensors]]
+id = "{id}"
+model = "{model}"
+type = "line_replay"
+path = "{}"
+header = true
+{rate}
+"#,
+        readings.display()
+    )
+}
+
+/// A config with the vibration model fed by one line-replay sensor (`serial0`) and `outbox` TOML.
+/// `[mqtt]` comes last, so a caller may append keys to it before adding more tables.
 pub fn line_config(
     dir: &Path,
     readings: &Path,
@@ -357,27 +394,12 @@ pub fn line_config(
     broker: &str,
     outbox: &str,
 ) -> PathBuf {
-    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
     let text = format!(
         r#"
 [device]
 id = "t1"
 data_dir = "{data}"
-
-[[models]]
-id = "vibration"
-path = "{model}"
-preprocess = {{ type = "record", fields = [1, 2, 3] }}
-postprocess = {{ type = "classify", top_k = 2, labels = "{labels}" }}
-
-[[sensors]]
-id = "serial0"
-model = "vibration"
-type = "line_replay"
-path = "{readings}"
-header = true
-{rate}
-
+{model}{sensor}
 {outbox}
 
 [mqtt]
@@ -386,11 +408,20 @@ reconnect_min_ms = 100
 reconnect_max_ms = 1000
 "#,
         data = dir.join("state").display(),
-        model = repo("models/vibration.onnx").display(),
-        labels = repo("models/vibration.labels").display(),
-        readings = readings.display(),
+        model = vibration_model_toml("vibration", &repo("models/vibration.labels")),
+        sensor = line_sensor_toml("serial0", "vibration", readings, rate),
     );
     let path = dir.join("edgeinfer.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Outbox size and counters of a stopped daemon whose config was written into `dir`.
+pub fn outbox_stats(dir: &Path) -> edgeinfer::outbox::OutboxStats {
+    edgeinfer::outbox::Outbox::open(
+        &dir.join("state/outbox"),
+        &edgeinfer::config::OutboxConfig::default(),
+    )
+    .unwrap()
+    .stats()
 }
