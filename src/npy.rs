@@ -94,7 +94,11 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
             data.len()
         ));
     }
-    // SAFETY: `dt` is a plain numeric/bool type and `data` holds exactly `count` elements of it.
+    if dt == DatumType::Bool && data.iter().any(|b| *b > 1) {
+        return Err("bool array holds bytes other than 0 and 1".into());
+    }
+    // SAFETY: `dt` is a plain numeric type, or bool checked above to hold only 0 and 1, and
+    // `data` holds exactly `count` elements of it.
     let tensor = unsafe { Tensor::from_raw_dt(dt, &shape, data) }.map_err(|e| e.to_string())?;
     Ok(tensor)
 }
@@ -204,6 +208,12 @@ mod tests {
         bytes.truncate(bytes.len() - 3);
         assert!(parse(&bytes).unwrap_err().contains("needs 16"));
         assert!(parse(b"PK\x03\x04not npy").unwrap_err().contains("magic"));
+        let mut bools = b"\x93NUMPY\x01\x00".to_vec();
+        let header = "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }\n";
+        bools.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bools.extend_from_slice(header.as_bytes());
+        bools.extend_from_slice(&[1, 7]);
+        assert!(parse(&bools).unwrap_err().contains("other than 0 and 1"));
     }
 
     #[test]
