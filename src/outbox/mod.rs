@@ -251,13 +251,7 @@ impl Outbox {
                 }),
                 Err(reason) => {
                     error!(seq, reason, "Damaged outbox record removed");
-                    if self.records.remove(&k).map_err(io("remove"))?.is_some() {
-                        let mut state = self.lock();
-                        state.bytes = state.bytes.saturating_sub((k.len() + v.len()) as u64);
-                        state.records = state.records.saturating_sub(1);
-                        state.counters.corrupt += 1;
-                        self.save_counters(&state.counters)?;
-                    }
+                    self.remove_counted(&k, "remove damaged", |c| c.corrupt += 1)?;
                 }
             }
         }
@@ -267,27 +261,26 @@ impl Outbox {
     /// Deletes a delivered record. Not flushed at once: losing an ack in a crash only means the record
     /// is sent again, and consumers drop duplicates by id.
     pub fn ack(&self, seq: u64) -> Result<(), OutboxError> {
-        let mut state = self.lock();
-        if let Some(v) = self.records.remove(seq.to_be_bytes()).map_err(io("ack"))? {
-            state.bytes = state.bytes.saturating_sub((8 + v.len()) as u64);
-            state.records = state.records.saturating_sub(1);
-            state.counters.acked += 1;
-            self.save_counters(&state.counters)?;
-        }
-        Ok(())
+        self.remove_counted(&seq.to_be_bytes(), "ack", |c| c.acked += 1)
     }
 
     /// Removes a record that can never be delivered, counting it. The caller logs why.
     pub fn discard(&self, seq: u64) -> Result<(), OutboxError> {
+        self.remove_counted(&seq.to_be_bytes(), "discard", |c| c.undeliverable += 1)
+    }
+
+    /// Removes a record if it is still there, keeping size and counters in step.
+    fn remove_counted(
+        &self,
+        key: &[u8],
+        op: &'static str,
+        count: impl FnOnce(&mut Counters),
+    ) -> Result<(), OutboxError> {
         let mut state = self.lock();
-        if let Some(v) = self
-            .records
-            .remove(seq.to_be_bytes())
-            .map_err(io("discard"))?
-        {
-            state.bytes = state.bytes.saturating_sub((8 + v.len()) as u64);
+        if let Some(v) = self.records.remove(key).map_err(io(op))? {
+            state.bytes = state.bytes.saturating_sub((key.len() + v.len()) as u64);
             state.records = state.records.saturating_sub(1);
-            state.counters.undeliverable += 1;
+            count(&mut state.counters);
             self.save_counters(&state.counters)?;
         }
         Ok(())

@@ -12,6 +12,14 @@ fn payload(seq: u64) -> Vec<u8> {
     format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "x".repeat(80)).into_bytes()
 }
 
+fn pending_seqs(ob: &Outbox) -> Vec<u64> {
+    ob.pending(None, 1000)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect()
+}
+
 fn stored_seq(a: Appended) -> u64 {
     match a {
         Appended::Stored { seq, .. } => seq,
@@ -57,12 +65,7 @@ fn drop_oldest_keeps_the_outbox_under_its_cap_and_counts() {
     let stats = ob.stats();
     assert!(stats.bytes <= 4096, "{stats:?}");
     assert_eq!(stats.counters.dropped_oldest + stats.records, 100);
-    let kept: Vec<u64> = ob
-        .pending(None, 1000)
-        .unwrap()
-        .iter()
-        .map(|r| r.seq)
-        .collect();
+    let kept = pending_seqs(&ob);
     assert_eq!(kept, seqs[seqs.len() - kept.len()..]);
 }
 
@@ -83,12 +86,7 @@ fn drop_newest_keeps_the_first_records_and_counts() {
     assert_eq!(stats.counters.dropped_newest as usize, 100 - stored.len());
     // Everything stored came first; once full, nothing else got in.
     assert!(matches!(results[stored.len()], Appended::Rejected));
-    let kept: Vec<u64> = ob
-        .pending(None, 1000)
-        .unwrap()
-        .iter()
-        .map(|r| r.seq)
-        .collect();
+    let kept = pending_seqs(&ob);
     assert_eq!(kept, stored);
 }
 
