@@ -4,7 +4,8 @@
 # reject models that release builds run correctly).
 #
 # Needs: mosquitto (the tests start their own on a free loopback port) and Python with the
-# packages in scripts/requirements.txt (onnxruntime is the reference the tests compare against).
+# packages in scripts/requirements.txt (onnxruntime is the reference the tests compare against, and
+# its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
-scripts/fetch-models.sh ch_PP-OCRv4_det_infer.onnx ch_ppocr_mobile_v2.0_cls_mobile.onnx \
-  silero_vad_openvino_16k.onnx
-cargo test --release "$@"
+scripts/fetch-models.sh
+
+# The onnxruntime backend loads the library the onnxruntime wheel ships.
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+  ORT_DYLIB_PATH=$("${PYTHON:-python3}" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0])')
+  export ORT_DYLIB_PATH
+fi
+cargo test --release --features ort "$@"

@@ -1,6 +1,5 @@
 //! Builds the daemon from a `Config` and runs it until shutdown.
 
-use crate::backend::TractBackend;
 use crate::config::{Config, SourceConfig};
 use crate::model::{LoadedModel, ModelError};
 use crate::mqtt::Uplink;
@@ -74,7 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     for mc in &config.models {
         let started = Instant::now();
         let cfg = mc.clone();
-        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&cfg, &TractBackend))
+        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&cfg))
             .await
             .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
         info!(

@@ -3,8 +3,12 @@
 //! Tensors are tract's `Tensor` everywhere: tract is always compiled in, and its tensor type is a plain
 //! owned n-dimensional array that any backend can read from and write to.
 
+#[cfg(feature = "ort")]
+mod ort;
+mod registry;
 mod tract;
 
+pub use self::registry::{by_name, candidates, compiled_names};
 pub use self::tract::TractBackend;
 
 use std::collections::BTreeMap;
@@ -25,6 +29,29 @@ pub struct TensorSpec {
 /// Concrete shapes (and optionally types) requested for some inputs, by name.
 pub type InputOverrides = BTreeMap<String, (Option<DatumType>, Vec<usize>)>;
 
+/// What a backend needs to know to prepare a model.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// Concrete shapes for inputs with dynamic dimensions.
+    pub overrides: InputOverrides,
+    /// Inputs fixed at one value for the model's lifetime (the caller still feeds them at run);
+    /// a backend may fold them into the graph.
+    pub constants: BTreeMap<String, f64>,
+    /// Intra-op threads; the backend's default when `None`.
+    pub threads: Option<usize>,
+}
+
+/// A tensor of `shape` and type `dt` with every element `value`.
+pub fn filled(dt: DatumType, shape: &[usize], value: f64) -> Result<Tensor, BackendError> {
+    let n: usize = shape.iter().product();
+    Tensor::from_shape(shape, &vec![value; n])
+        .and_then(|t| Ok(t.cast_to_dt(dt)?.into_owned()))
+        .map_err(|e| BackendError::Run {
+            backend: "edgeinfer",
+            message: format!("cannot make a {dt:?} tensor of shape {shape:?}: {e}"),
+        })
+}
+
 /// A model ready to run: loaded, shaped and optimised once.
 pub trait PreparedModel: Send + Sync {
     /// Inputs in graph order, with the shapes they were prepared for.
@@ -36,15 +63,17 @@ pub trait PreparedModel: Send + Sync {
 }
 
 /// A way of running ONNX models.
-pub trait Backend {
+pub trait Backend: Send + Sync {
     /// Short name used in config and logs.
     fn name(&self) -> &'static str;
-    /// Loads and optimises `path` for the given input shapes; other inputs keep the model's own shapes,
-    /// which must then be concrete.
+    /// Whether this backend can run here (its library and device are present), and if not, why.
+    fn check(&self) -> Result<(), String>;
+    /// Loads and optimises `path` for the given input shapes; other inputs keep the model's own
+    /// shapes, which must then be concrete.
     fn prepare(
         &self,
         path: &Path,
-        overrides: &InputOverrides,
+        options: &PrepareOptions,
     ) -> Result<Box<dyn PreparedModel>, BackendError>;
 }
 
@@ -64,6 +93,9 @@ pub enum BackendError {
     /// An override names an input the model does not have.
     #[error("the model has no input \"{name}\" (inputs: {known})")]
     UnknownInput { name: String, known: String },
+    /// The backend is not compiled in or cannot run on this machine.
+    #[error("backend \"{backend}\" is not available: {reason}")]
+    Unavailable { backend: String, reason: String },
     /// Inference failed.
     #[error("{backend} inference failed: {message}")]
     Run {

@@ -3,7 +3,8 @@
 //! Inputs take their shapes from the .npy files, so models with dynamic dimensions run as given.
 //! Output files are named after the outputs, with characters outside `[A-Za-z0-9._-]` replaced by `_`.
 
-use crate::backend::{Backend, InputOverrides, TractBackend};
+use crate::backend::{self, InputOverrides, PrepareOptions};
+use crate::config::OrtOptions;
 use crate::npy;
 use clap::Args;
 use std::path::PathBuf;
@@ -23,6 +24,12 @@ pub struct InferArgs {
     /// Folder for the outputs (created if missing).
     #[arg(long)]
     output: PathBuf,
+    /// Backend to run on (`tract`, or an `ort-*` backend in builds with the `ort` feature).
+    #[arg(long, default_value = "tract")]
+    backend: String,
+    /// Intra-op threads (backend default when absent).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// `name` made safe as a file name.
@@ -57,7 +64,16 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
         };
         given.push((name, npy::read(&file)?));
     }
-    let backend = TractBackend;
+    let backend = backend::by_name(&args.backend, &OrtOptions::default()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no backend \"{}\" in this build (compiled: {})",
+            args.backend,
+            backend::compiled_names().join(", ")
+        )
+    })?;
+    backend.check().map_err(|reason| {
+        anyhow::anyhow!("backend \"{}\" is not available: {reason}", args.backend)
+    })?;
     // First pass learns the input names; shapes come from the files.
     let names = input_names(&args.model)?;
     if given.len() != names.len() {
@@ -93,7 +109,12 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
         .zip(&tensors)
         .map(|(n, t)| (n.clone(), (Some(t.datum_type()), t.shape().to_vec())))
         .collect();
-    let prepared = backend.prepare(&args.model, &overrides)?;
+    let options = PrepareOptions {
+        overrides,
+        threads: args.threads,
+        ..PrepareOptions::default()
+    };
+    let prepared = backend.prepare(&args.model, &options)?;
     let started = Instant::now();
     let outputs = prepared.run(tensors)?;
     let elapsed = started.elapsed();

@@ -16,8 +16,8 @@ mod sensors;
 pub use device::DeviceConfig;
 pub use error::{ConfigError, LoadError};
 pub use models::{
-    Activation, ChannelOrder, ImagePreprocess, Layout, ModelConfig, PostprocessConfig,
-    PreprocessConfig,
+    Activation, ChannelOrder, ImagePreprocess, Layout, ModelConfig, OrtOptions, PostprocessConfig,
+    PreprocessConfig, BACKEND_NAMES,
 };
 pub use mqtt::{BrokerAddress, MqttConfig};
 pub use outbox::{OutboxConfig, WhenFull};

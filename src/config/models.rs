@@ -20,10 +20,60 @@ pub struct ModelConfig {
     /// Concrete shapes for inputs with dynamic dimensions, by input name.
     #[serde(default)]
     pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// `"auto"` (default: accelerators that are present, then tract, then onnxruntime on the CPU,
+    /// falling back when one cannot load the model) or one backend by name, which must then work.
+    #[serde(default = "auto")]
+    pub backend: String,
+    /// Intra-op threads; the backend's default (all cores) when absent.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Input that frames feed; needed only when the model has several inputs that are neither
+    /// constant nor recurrent.
+    #[serde(default)]
+    pub frame_input: Option<String>,
+    /// Inputs held at one value for the model's lifetime (e.g. `sr = 16000`); backends may fold them.
+    #[serde(default)]
+    pub constant_inputs: BTreeMap<String, f64>,
+    /// Inputs fed from an output of the previous run on the same sensor (zeros at first),
+    /// as `input = "output"`: the state of recurrent models such as voice activity detectors.
+    #[serde(default)]
+    pub recurrent_inputs: BTreeMap<String, String>,
+    /// onnxruntime options (used by the `ort-*` backends).
+    #[serde(default)]
+    pub ort: OrtOptions,
     /// How a frame becomes the input tensor.
     pub preprocess: PreprocessConfig,
     /// How the output tensors become the published result.
     pub postprocess: PostprocessConfig,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+/// Every backend name the config accepts; whether one is compiled in and usable is decided at start-up.
+pub const BACKEND_NAMES: &[&str] = &[
+    "auto",
+    "tract",
+    "ort-cpu",
+    "ort-cuda",
+    "ort-tensorrt",
+    "ort-openvino",
+    "ort-nnapi",
+];
+
+/// Options of the onnxruntime execution providers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrtOptions {
+    /// GPU index for CUDA and TensorRT.
+    pub device_id: u32,
+    /// Allow half precision (TensorRT; OpenVINO GPU).
+    pub fp16: bool,
+    /// Folder where TensorRT keeps built engines, so that a restart does not rebuild them.
+    pub trt_engine_cache: Option<PathBuf>,
+    /// OpenVINO device: "CPU", "GPU", "NPU" (or "MYRIAD" with OpenVINO 2022.3).
+    pub openvino_device: Option<String>,
 }
 
 /// Pre-processing, chosen by `type`; it must match the kind of frames the model's sensors produce.
@@ -192,6 +242,39 @@ impl ModelConfig {
                 errors.push(ConfigError::new(
                     format!("{path}.input_shapes.{name}"),
                     "every dimension must be at least 1",
+                ));
+            }
+        }
+        if !BACKEND_NAMES.contains(&self.backend.as_str()) {
+            errors.push(ConfigError::new(
+                format!("{path}.backend"),
+                format!(
+                    "unknown backend \"{}\"; one of: {}",
+                    self.backend,
+                    BACKEND_NAMES.join(", ")
+                ),
+            ));
+        }
+        if self.threads == Some(0) {
+            errors.push(ConfigError::new(
+                format!("{path}.threads"),
+                "must be at least 1",
+            ));
+        }
+        for name in self.recurrent_inputs.keys() {
+            if self.constant_inputs.contains_key(name) {
+                errors.push(ConfigError::new(
+                    format!("{path}.recurrent_inputs.{name}"),
+                    "is also a constant input",
+                ));
+            }
+        }
+        if let Some(frame) = &self.frame_input {
+            if self.constant_inputs.contains_key(frame) || self.recurrent_inputs.contains_key(frame)
+            {
+                errors.push(ConfigError::new(
+                    format!("{path}.frame_input"),
+                    format!("\"{frame}\" is also a constant or recurrent input"),
                 ));
             }
         }

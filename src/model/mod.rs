@@ -1,18 +1,21 @@
-//! Models as the daemon holds them: checked against their sha256, versioned, prepared once.
+//! Models as the daemon holds them: checked against their sha256, versioned, prepared once on the
+//! first backend that can run them, with their inputs sorted into frame, constant and recurrent.
 
 mod digest;
 
 pub use digest::sha256_file;
 
-use crate::backend::{Backend, BackendError, InputOverrides, PreparedModel, TensorSpec};
+use crate::backend::{self, filled, BackendError, PrepareOptions, PreparedModel, TensorSpec};
 use crate::config::ModelConfig;
 use std::path::PathBuf;
+use std::time::Instant;
+use tracing::{info, warn};
 use tract_onnx::prelude::Tensor;
 
 /// Hex characters of the sha256 used as a model's version.
 pub const VERSION_LEN: usize = 12;
 
-/// A model loaded for the pipeline: one input fed from frames, named outputs.
+/// A model loaded for the pipeline.
 pub struct LoadedModel {
     /// Id from the config.
     pub id: String,
@@ -23,7 +26,26 @@ pub struct LoadedModel {
     /// Backend that runs it.
     pub backend: &'static str,
     prepared: Box<dyn PreparedModel>,
+    frame_input: usize,
+    /// Per input: how it is fed.
+    feeds: Vec<Feed>,
 }
+
+/// Where one model input comes from on each run.
+#[derive(Debug, Clone)]
+enum Feed {
+    Frame,
+    Constant(Tensor),
+    /// Fed from this output index of the previous run; zeros first.
+    Recurrent {
+        output: usize,
+        initial: Tensor,
+    },
+}
+
+/// Per-sensor values of a model's recurrent inputs.
+#[derive(Debug, Clone, Default)]
+pub struct RecurrentState(Vec<Tensor>);
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +73,18 @@ pub enum ModelError {
         #[source]
         source: BackendError,
     },
-    /// The pipeline feeds exactly one input per frame.
-    #[error("model \"{id}\" has {count} inputs ({names}); the pipeline feeds models with exactly one input")]
-    InputCount {
-        id: String,
-        count: usize,
-        names: String,
-    },
+    /// No backend of `auto` could load it.
+    #[error("model \"{id}\": no backend can load it: {tried}")]
+    NoBackend { id: String, tried: String },
+    /// Inputs and outputs do not fit the config's frame/constant/recurrent mapping.
+    #[error("model \"{id}\": {message}")]
+    Inputs { id: String, message: String },
 }
 
 impl LoadedModel {
-    /// Verifies, loads, shapes and optimises the model described by `config`.
-    pub fn load(config: &ModelConfig, backend: &dyn Backend) -> Result<Self, ModelError> {
+    /// Verifies, loads, shapes and optimises the model described by `config`, on the backend it
+    /// names or, for `auto`, the first that can run it.
+    pub fn load(config: &ModelConfig) -> Result<Self, ModelError> {
         let id = config.id.clone();
         let sha = sha256_file(&config.path).map_err(|source| ModelError::Read {
             id: id.clone(),
@@ -79,41 +101,31 @@ impl LoadedModel {
                 });
             }
         }
-        let overrides: InputOverrides = config
-            .input_shapes
-            .iter()
-            .map(|(name, shape)| (name.clone(), (None, shape.clone())))
-            .collect();
-        let prepared = backend
-            .prepare(&config.path, &overrides)
-            .map_err(|source| ModelError::Backend {
-                id: id.clone(),
-                source,
-            })?;
-        if prepared.inputs().len() != 1 {
-            return Err(ModelError::InputCount {
-                id,
-                count: prepared.inputs().len(),
-                names: prepared
-                    .inputs()
-                    .iter()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+        let options = PrepareOptions {
+            overrides: config
+                .input_shapes
+                .iter()
+                .map(|(name, shape)| (name.clone(), (None, shape.clone())))
+                .collect(),
+            constants: config.constant_inputs.clone(),
+            threads: config.threads,
+        };
+        let (backend, prepared) = prepare_on_backend(config, &options)?;
+        let (frame_input, feeds) = feeds(config, prepared.as_ref())?;
         Ok(Self {
             id,
             version: sha[..VERSION_LEN].to_string(),
             path: config.path.clone(),
-            backend: backend.name(),
+            backend,
             prepared,
+            frame_input,
+            feeds,
         })
     }
 
-    /// The input frames are turned into.
+    /// The input that frames are turned into.
     pub fn input(&self) -> &TensorSpec {
-        &self.prepared.inputs()[0]
+        &self.prepared.inputs()[self.frame_input]
     }
 
     /// Output names in graph order.
@@ -121,8 +133,185 @@ impl LoadedModel {
         self.prepared.outputs()
     }
 
-    /// Runs the model on one input tensor.
-    pub fn run(&self, input: Tensor) -> Result<Vec<Tensor>, BackendError> {
-        self.prepared.run(vec![input])
+    /// Fresh recurrent state for a new sensor.
+    pub fn initial_state(&self) -> RecurrentState {
+        RecurrentState(
+            self.feeds
+                .iter()
+                .filter_map(|f| match f {
+                    Feed::Recurrent { initial, .. } => Some(initial.clone()),
+                    _ => None,
+                })
+                .collect(),
+        )
     }
+
+    /// Runs the model on one frame's input tensor, feeding constant and recurrent inputs, and
+    /// carries the recurrent outputs into `state` for the next frame.
+    pub fn run(
+        &self,
+        frame: Tensor,
+        state: &mut RecurrentState,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let mut frame = Some(frame);
+        let mut recurrent = state.0.iter();
+        let inputs: Vec<Tensor> = self
+            .feeds
+            .iter()
+            .map(|feed| match feed {
+                Feed::Frame => frame.take().unwrap_or_default(),
+                Feed::Constant(t) => t.clone(),
+                Feed::Recurrent { initial, .. } => recurrent.next().unwrap_or(initial).clone(),
+            })
+            .collect();
+        let outputs = self.prepared.run(inputs)?;
+        let mut next = Vec::with_capacity(state.0.len());
+        for feed in &self.feeds {
+            if let Feed::Recurrent { output, .. } = feed {
+                next.push(outputs[*output].clone());
+            }
+        }
+        state.0 = next;
+        Ok(outputs)
+    }
+}
+
+/// Picks the backend: the named one (which must work) or, for `auto`, the first that is present
+/// and loads the model, logging why each earlier one was passed over.
+fn prepare_on_backend(
+    config: &ModelConfig,
+    options: &PrepareOptions,
+) -> Result<(&'static str, Box<dyn PreparedModel>), ModelError> {
+    let id = &config.id;
+    let backend_err = |source| ModelError::Backend {
+        id: id.clone(),
+        source,
+    };
+    if config.backend != "auto" {
+        let backend = backend::by_name(&config.backend, &config.ort).ok_or_else(|| {
+            backend_err(BackendError::Unavailable {
+                backend: config.backend.clone(),
+                reason: format!(
+                    "not compiled into this binary (compiled: {})",
+                    backend::compiled_names().join(", ")
+                ),
+            })
+        })?;
+        backend.check().map_err(|reason| {
+            backend_err(BackendError::Unavailable {
+                backend: config.backend.clone(),
+                reason,
+            })
+        })?;
+        let prepared = backend
+            .prepare(&config.path, options)
+            .map_err(backend_err)?;
+        return Ok((backend.name(), prepared));
+    }
+    let mut tried = Vec::new();
+    for backend in backend::candidates(&config.ort) {
+        if let Err(reason) = backend.check() {
+            tracing::debug!(model = %id, backend = backend.name(), reason, "Backend not available");
+            tried.push(format!("{}: not available ({reason})", backend.name()));
+            continue;
+        }
+        let started = Instant::now();
+        match backend.prepare(&config.path, options) {
+            Ok(prepared) => {
+                if !tried.is_empty() {
+                    info!(model = %id, backend = backend.name(), passed_over = %tried.join("; "), "Model loaded on a fallback backend");
+                }
+                tracing::debug!(model = %id, backend = backend.name(), ms = started.elapsed().as_millis() as u64, "Backend prepared the model");
+                return Ok((backend.name(), prepared));
+            }
+            Err(e @ (BackendError::DynamicInput { .. } | BackendError::UnknownInput { .. })) => {
+                // A config problem, the same on every backend.
+                return Err(backend_err(e));
+            }
+            Err(e) => {
+                warn!(model = %id, backend = backend.name(), reason = %e, "Backend cannot load the model; trying the next one");
+                tried.push(format!("{}: {e}", backend.name()));
+            }
+        }
+    }
+    Err(ModelError::NoBackend {
+        id: id.clone(),
+        tried: tried.join("; "),
+    })
+}
+
+/// Sorts the model's inputs into frame, constant and recurrent, as the config says.
+fn feeds(
+    config: &ModelConfig,
+    prepared: &dyn PreparedModel,
+) -> Result<(usize, Vec<Feed>), ModelError> {
+    let err = |message: String| ModelError::Inputs {
+        id: config.id.clone(),
+        message,
+    };
+    let inputs = prepared.inputs();
+    let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    for name in config.recurrent_inputs.keys() {
+        if !names.contains(&name.as_str()) {
+            return Err(err(format!(
+                "recurrent_inputs names \"{name}\"; the model's inputs are: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    let free: Vec<usize> = (0..inputs.len())
+        .filter(|&i| {
+            !config.constant_inputs.contains_key(&inputs[i].name)
+                && !config.recurrent_inputs.contains_key(&inputs[i].name)
+        })
+        .collect();
+    let frame_input = match &config.frame_input {
+        Some(name) => names.iter().position(|n| n == name).ok_or_else(|| {
+            err(format!(
+                "frame_input \"{name}\" is not an input of the model: {}",
+                names.join(", ")
+            ))
+        })?,
+        None if free.len() == 1 => free[0],
+        None => {
+            return Err(err(format!(
+                "frames can feed one of several inputs ({}); say which with frame_input, and give the others in constant_inputs or recurrent_inputs",
+                free.iter().map(|&i| names[i]).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let mut feeds = Vec::with_capacity(inputs.len());
+    for (i, spec) in inputs.iter().enumerate() {
+        let feed = if i == frame_input {
+            Feed::Frame
+        } else if let Some(value) = config.constant_inputs.get(&spec.name) {
+            Feed::Constant(
+                filled(spec.datum_type, &spec.shape, *value).map_err(|e| err(e.to_string()))?,
+            )
+        } else if let Some(output) = config.recurrent_inputs.get(&spec.name) {
+            let output = prepared
+                .outputs()
+                .iter()
+                .position(|o| o == output)
+                .ok_or_else(|| {
+                    err(format!(
+                        "recurrent input \"{}\" comes from output \"{output}\", which the model does not have ({})",
+                        spec.name,
+                        prepared.outputs().join(", ")
+                    ))
+                })?;
+            Feed::Recurrent {
+                output,
+                initial: filled(spec.datum_type, &spec.shape, 0.0)
+                    .map_err(|e| err(e.to_string()))?,
+            }
+        } else {
+            return Err(err(format!(
+                "input \"{}\" is fed by neither frames, constant_inputs nor recurrent_inputs",
+                spec.name
+            )));
+        };
+        feeds.push(feed);
+    }
+    Ok((frame_input, feeds))
 }

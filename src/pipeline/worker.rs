@@ -2,7 +2,7 @@
 
 use super::{FrameQueue, Postprocessor, Preprocessor, SensorStats};
 use crate::frame::Frame;
-use crate::model::LoadedModel;
+use crate::model::{LoadedModel, RecurrentState};
 use crate::outbox::{Appended, Outbox};
 use crate::prediction::{rfc3339, Prediction};
 use std::collections::HashMap;
@@ -51,9 +51,14 @@ impl Worker {
 
     fn run(self) {
         debug!(model = %self.model.id, "Inference worker started");
+        // Recurrent model state is kept per sensor: two microphones are two streams.
+        let mut states: HashMap<Arc<str>, RecurrentState> = HashMap::new();
         while let Some(frame) = self.queue.pop() {
             let stats = self.stats.get(&frame.sensor).cloned();
-            match self.infer(frame) {
+            let state = states
+                .entry(Arc::clone(&frame.sensor))
+                .or_insert_with(|| self.model.initial_state());
+            match self.infer(frame, state) {
                 Ok(true) => {
                     if let Some(s) = &stats {
                         SensorStats::bump(&s.inferred);
@@ -71,13 +76,13 @@ impl Worker {
     }
 
     /// Infers on one frame and stores the prediction. `Ok(false)`: the outbox refused it (full).
-    fn infer(&self, frame: Frame) -> Result<bool, ()> {
+    fn infer(&self, frame: Frame, state: &mut RecurrentState) -> Result<bool, ()> {
         let model = &self.model;
         let input = self.pre.apply(&frame.payload).map_err(|e| {
             warn!(model = %model.id, sensor = %frame.sensor, frame = frame.seq, error = %e, "Frame skipped: pre-processing failed");
         })?;
         let started = Instant::now();
-        let outputs = model.run(input).map_err(|e| {
+        let outputs = model.run(input, state).map_err(|e| {
             warn!(model = %model.id, sensor = %frame.sensor, frame = frame.seq, error = %e, "Frame skipped: inference failed");
         })?;
         let latency = started.elapsed();
