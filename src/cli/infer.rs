@@ -30,6 +30,10 @@ pub struct InferArgs {
     /// Intra-op threads (backend default when absent).
     #[arg(long)]
     threads: Option<usize>,
+    /// Treat this one-value input (e.g. a sample rate) as a constant the backend may fold into the
+    /// graph, as `constant_inputs` does in the daemon; its value still comes from its .npy file.
+    #[arg(long = "fold")]
+    fold: Vec<String>,
 }
 
 /// `name` made safe as a file name.
@@ -109,10 +113,31 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
         .zip(&tensors)
         .map(|(n, t)| (n.clone(), (Some(t.datum_type()), t.shape().to_vec())))
         .collect();
+    let mut constants = std::collections::BTreeMap::new();
+    for name in &args.fold {
+        let ix = names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| anyhow::anyhow!("--fold {name}: the model has no such input"))?;
+        let t = &tensors[ix];
+        if t.len() != 1 {
+            anyhow::bail!(
+                "--fold {name}: the input has {} values, a constant has one",
+                t.len()
+            );
+        }
+        let value = t
+            .cast_to::<f64>()?
+            .to_plain_array_view::<f64>()?
+            .iter()
+            .copied()
+            .next();
+        constants.insert(name.clone(), value.unwrap_or_default());
+    }
     let options = PrepareOptions {
         overrides,
+        constants,
         threads: args.threads,
-        ..PrepareOptions::default()
     };
     let prepared = backend.prepare(&args.model, &options)?;
     let started = Instant::now();
