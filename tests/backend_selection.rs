@@ -6,7 +6,6 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 use support::*;
 
 fn vad_config(dir: &Path, backend: &str) -> std::path::PathBuf {
@@ -110,6 +109,7 @@ fn auto_falls_back_from_tract_to_onnxruntime_for_silero_vad_and_carries_its_stat
     use edgeinfer::config::OutboxConfig;
     use edgeinfer::outbox::Outbox;
     use edgeinfer::prediction::Prediction;
+    use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
     let config = vad_config(dir.path(), "auto");
