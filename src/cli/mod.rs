@@ -1,5 +1,6 @@
 //! Command line: one file per subcommand.
 
+mod bench;
 mod check_config;
 mod infer;
 mod print_default_config;
@@ -41,6 +42,8 @@ enum Command {
     PrintDefaultConfig,
     /// Run one model once on .npy inputs and write each output as .npy.
     Infer(infer::InferArgs),
+    /// Latency and memory of each backend on a model, with ratios to onnxruntime.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { files } => check_config::run(&files),
         Command::PrintDefaultConfig => print_default_config::run(),
         Command::Infer(args) => infer::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 
