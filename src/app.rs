@@ -85,7 +85,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             "Model loaded"
         );
         let pre = Preprocessor::new(&model.id, &mc.preprocess, model.input())?;
-        let post = Postprocessor::new(&model.id, &mc.postprocess, model.outputs())?;
+        let post = Postprocessor::new(
+            &model.id,
+            &mc.postprocess,
+            model.outputs(),
+            pre.image_size(),
+        )?;
         models.insert(
             mc.id.clone(),
             (Arc::new(model), pre, post, FrameQueue::new()),

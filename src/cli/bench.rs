@@ -274,7 +274,7 @@ fn measure_configured(
     let model = LoadedModel::load(&mc)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let pre = Preprocessor::new(&mc.id, &mc.preprocess, model.input())?;
-    let post = Postprocessor::new(&mc.id, &mc.postprocess, model.outputs())?;
+    let post = Postprocessor::new(&mc.id, &mc.postprocess, model.outputs(), pre.image_size())?;
     let mut seed = 7u64;
     let payload = match &mc.preprocess {
         PreprocessConfig::Image(_) => {

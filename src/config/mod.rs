@@ -16,8 +16,8 @@ mod sensors;
 pub use device::DeviceConfig;
 pub use error::{ConfigError, LoadError};
 pub use models::{
-    Activation, ChannelOrder, ImagePreprocess, Layout, ModelConfig, OrtOptions, PostprocessConfig,
-    PreprocessConfig, BACKEND_NAMES,
+    Activation, BoxFormat, ChannelOrder, DetectConfig, DetectFormat, ImagePreprocess, Layout,
+    ModelConfig, OrtOptions, PostprocessConfig, PreprocessConfig, BACKEND_NAMES,
 };
 pub use mqtt::{BrokerAddress, MqttConfig};
 pub use outbox::{OutboxConfig, WhenFull};
@@ -93,11 +93,14 @@ impl Config {
         resolve(&mut self.device.data_dir);
         for model in &mut self.models {
             resolve(&mut model.path);
-            if let PostprocessConfig::Classify {
-                labels: Some(l), ..
-            } = &mut model.postprocess
-            {
-                resolve(l);
+            match &mut model.postprocess {
+                PostprocessConfig::Classify {
+                    labels: Some(l), ..
+                } => resolve(l),
+                PostprocessConfig::Detect(DetectConfig {
+                    labels: Some(l), ..
+                }) => resolve(l),
+                _ => {}
             }
         }
         for sensor in &mut self.sensors {

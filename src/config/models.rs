@@ -175,6 +175,8 @@ pub enum PostprocessConfig {
         #[serde(default)]
         threshold: f32,
     },
+    /// Object detection: candidate boxes thresholded by score and de-duplicated by NMS.
+    Detect(DetectConfig),
     /// The first values of each output, as they are.
     Raw {
         /// Outputs to report; all when absent.
@@ -200,6 +202,88 @@ fn one_usize() -> usize {
 }
 fn sixteen() -> usize {
     16
+}
+
+/// Detection post-processing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// `"yolo"`: one output of candidate rows `[cx, cy, w, h, (objectness,) class scores...]`
+    /// (YOLOv5 export; YOLOv8 has no objectness and is transposed). `"boxes"`: separate outputs
+    /// for boxes `[N, 4]`, scores `[N]` or `[N, C]`, and optionally classes `[N]`.
+    pub format: DetectFormat,
+    /// yolo: the output to read (the first when absent).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// yolo: rows carry an objectness score that multiplies the class scores (YOLOv5: yes).
+    #[serde(default = "yes")]
+    pub objectness: bool,
+    /// yolo: candidates are columns, `[4 + C, N]` (YOLOv8).
+    #[serde(default)]
+    pub transposed: bool,
+    /// boxes: output holding the boxes.
+    #[serde(default)]
+    pub boxes: Option<String>,
+    /// boxes: output holding the scores.
+    #[serde(default)]
+    pub scores: Option<String>,
+    /// boxes: output holding class indices, when scores are one per box.
+    #[serde(default)]
+    pub classes: Option<String>,
+    /// How a box is written: `"cxcywh"` (yolo's default), `"xyxy"` (boxes' default) or `"xywh"`.
+    #[serde(default)]
+    pub box_format: Option<BoxFormat>,
+    /// Boxes are in pixels of the model input (divided by its size to report [0, 1]); false when
+    /// the model already outputs [0, 1].
+    #[serde(default = "yes")]
+    pub pixel_coordinates: bool,
+    /// Candidates scoring below are dropped.
+    #[serde(default = "quarter")]
+    pub score_threshold: f32,
+    /// Overlap (intersection over union) above which the weaker of two same-class boxes is dropped.
+    #[serde(default = "iou")]
+    pub iou_threshold: f32,
+    /// Most boxes reported per frame.
+    #[serde(default = "hundred")]
+    pub max_detections: usize,
+    /// Text file, one label per line, in class order.
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
+}
+
+/// Layout of a detector's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectFormat {
+    /// One output of candidate rows (or columns).
+    Yolo,
+    /// Separate boxes / scores / classes outputs.
+    Boxes,
+}
+
+/// How the four numbers of a box are meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxFormat {
+    /// Centre x, centre y, width, height.
+    Cxcywh,
+    /// Left, top, right, bottom.
+    Xyxy,
+    /// Left, top, width, height.
+    Xywh,
+}
+
+fn yes() -> bool {
+    true
+}
+fn quarter() -> f32 {
+    0.25
+}
+fn iou() -> f32 {
+    0.45
+}
+fn hundred() -> usize {
+    100
 }
 
 /// Score transform applied before reporting.
@@ -317,6 +401,31 @@ impl ModelConfig {
                         format!("{post}.threshold"),
                         "must be finite",
                     ));
+                }
+            }
+            PostprocessConfig::Detect(d) => {
+                if d.format == DetectFormat::Boxes && (d.boxes.is_none() || d.scores.is_none()) {
+                    errors.push(ConfigError::new(
+                        post.clone(),
+                        "format = \"boxes\" needs the names of its `boxes` and `scores` outputs",
+                    ));
+                }
+                for (key, v) in [
+                    ("score_threshold", d.score_threshold),
+                    ("iou_threshold", d.iou_threshold),
+                ] {
+                    if !(0.0..=1.0).contains(&v) {
+                        errors.push(ConfigError::new(format!("{post}.{key}"), "must be 0 to 1"));
+                    }
+                }
+                if d.max_detections == 0 {
+                    errors.push(ConfigError::new(
+                        format!("{post}.max_detections"),
+                        "must be at least 1",
+                    ));
+                }
+                if let Some(labels) = &d.labels {
+                    check_file(labels, &format!("{post}.labels"), errors);
                 }
             }
             PostprocessConfig::Raw { max_values, .. } => {

@@ -1,11 +1,13 @@
 //! From frames to predictions: the per-model queue, pre-processing, inference and post-processing.
 
+mod detect;
 mod postprocess;
 mod preprocess;
 mod queue;
 mod stats;
 mod worker;
 
+pub use detect::{decode_yolo, nms, Candidate, DetectedBox, Detector};
 pub use postprocess::{ClassScore, InferenceResult, Postprocessor, RawOutput};
 pub use preprocess::Preprocessor;
 pub use queue::{FrameQueue, QueueClosed, SensorPort};

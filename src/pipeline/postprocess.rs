@@ -1,5 +1,6 @@
 //! Output tensors → the `result` object of a prediction, as declared in the model's `postprocess` table.
 
+use super::detect::{DetectedBox, Detector};
 use super::PipelineError;
 use crate::config::{Activation, PostprocessConfig};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,11 @@ pub enum InferenceResult {
         /// Best classes first.
         top: Vec<ClassScore>,
     },
+    /// `{"boxes": [...]}` for detectors.
+    Boxes {
+        /// Best first.
+        boxes: Vec<DetectedBox>,
+    },
     /// `{"outputs": {...}}` raw values.
     Raw {
         /// By output name.
@@ -29,6 +35,15 @@ impl InferenceResult {
             InferenceResult::Classes { top } => match top.first() {
                 Some(best) => format!("{} {:.3}", best.label, best.score),
                 None => "no class above threshold".to_string(),
+            },
+            InferenceResult::Boxes { boxes } => match boxes.first() {
+                Some(best) => format!(
+                    "{} boxes, best {} {:.3}",
+                    boxes.len(),
+                    best.label,
+                    best.score
+                ),
+                None => "no boxes".to_string(),
             },
             InferenceResult::Raw { outputs } => {
                 let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
@@ -73,11 +88,26 @@ enum Kind {
         labels: Vec<String>,
         threshold: f32,
     },
+    Detect(Detector),
     Raw {
         outputs: Vec<(usize, String)>,
         max_values: usize,
         activation: Activation,
     },
+}
+
+fn read_labels(model: &str, path: Option<&std::path::Path>) -> Result<Vec<String>, PipelineError> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| PipelineError::Setup {
+            model: model.to_string(),
+            message: format!("cannot read labels {}: {e}", path.display()),
+        })?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect())
 }
 
 fn output_index(model: &str, names: &[String], wanted: &str) -> Result<usize, PipelineError> {
@@ -94,62 +124,64 @@ fn output_index(model: &str, names: &[String], wanted: &str) -> Result<usize, Pi
 }
 
 impl Postprocessor {
-    /// Checks `config` against the model's outputs and loads the labels file.
+    /// Checks `config` against the model's outputs and loads the labels file. `input_size` is the
+    /// model input's (width, height) for image models, to report boxes in [0, 1].
     pub fn new(
         model: &str,
         config: &PostprocessConfig,
         outputs: &[String],
+        input_size: Option<(u32, u32)>,
     ) -> Result<Self, PipelineError> {
-        let kind = match config {
-            PostprocessConfig::Classify {
-                output,
-                activation,
-                top_k,
-                labels,
-                threshold,
-            } => {
-                let output = match output {
-                    Some(name) => output_index(model, outputs, name)?,
-                    None => 0,
-                };
-                let labels = match labels {
-                    Some(path) => std::fs::read_to_string(path)
-                        .map_err(|e| PipelineError::Setup {
-                            model: model.to_string(),
-                            message: format!("cannot read labels {}: {e}", path.display()),
-                        })?
-                        .lines()
-                        .map(|l| l.trim().to_string())
-                        .collect(),
-                    None => Vec::new(),
-                };
-                Kind::Classify {
+        let kind =
+            match config {
+                PostprocessConfig::Classify {
                     output,
-                    activation: *activation,
-                    top_k: *top_k,
+                    activation,
+                    top_k,
                     labels,
-                    threshold: *threshold,
+                    threshold,
+                } => {
+                    let output = match output {
+                        Some(name) => output_index(model, outputs, name)?,
+                        None => 0,
+                    };
+                    let labels = read_labels(model, labels.as_deref())?;
+                    Kind::Classify {
+                        output,
+                        activation: *activation,
+                        top_k: *top_k,
+                        labels,
+                        threshold: *threshold,
+                    }
                 }
-            }
-            PostprocessConfig::Raw {
-                outputs: wanted,
-                max_values,
-                activation,
-            } => {
-                let picked = match wanted {
-                    Some(names) => names
-                        .iter()
-                        .map(|n| Ok((output_index(model, outputs, n)?, n.clone())))
-                        .collect::<Result<_, PipelineError>>()?,
-                    None => outputs.iter().cloned().enumerate().collect(),
-                };
-                Kind::Raw {
-                    outputs: picked,
-                    max_values: *max_values,
-                    activation: *activation,
+                PostprocessConfig::Detect(d) => {
+                    let labels = read_labels(model, d.labels.as_deref())?;
+                    Kind::Detect(Detector::new(d, outputs, input_size, labels).map_err(
+                        |message| PipelineError::Setup {
+                            model: model.to_string(),
+                            message,
+                        },
+                    )?)
                 }
-            }
-        };
+                PostprocessConfig::Raw {
+                    outputs: wanted,
+                    max_values,
+                    activation,
+                } => {
+                    let picked = match wanted {
+                        Some(names) => names
+                            .iter()
+                            .map(|n| Ok((output_index(model, outputs, n)?, n.clone())))
+                            .collect::<Result<_, PipelineError>>()?,
+                        None => outputs.iter().cloned().enumerate().collect(),
+                    };
+                    Kind::Raw {
+                        outputs: picked,
+                        max_values: *max_values,
+                        activation: *activation,
+                    }
+                }
+            };
         Ok(Self { kind })
     }
 
@@ -188,6 +220,9 @@ impl Postprocessor {
                     .collect();
                 Ok(InferenceResult::Classes { top })
             }
+            Kind::Detect(d) => Ok(InferenceResult::Boxes {
+                boxes: d.apply(outputs)?,
+            }),
             Kind::Raw {
                 outputs: picked,
                 max_values,
@@ -215,7 +250,7 @@ impl Postprocessor {
     }
 }
 
-fn values_f32(tensor: &Tensor) -> Result<Vec<f32>, PipelineError> {
+pub(super) fn values_f32(tensor: &Tensor) -> Result<Vec<f32>, PipelineError> {
     let cast = tensor
         .cast_to::<f32>()
         .map_err(|e| PipelineError::Frame(format!("output is not numeric: {e}")))?;
@@ -269,7 +304,8 @@ mod tests {
         let labels = dir.path().join("labels.txt");
         std::fs::write(&labels, "cat\ndog\nbird\n").unwrap();
         let out = vec![Tensor::from_shape(&[1, 3], &[1.0f32, 3.0, 2.0]).unwrap()];
-        let p = Postprocessor::new("m", &classify(2, 0.0, Some(labels)), &["y".into()]).unwrap();
+        let p =
+            Postprocessor::new("m", &classify(2, 0.0, Some(labels)), &["y".into()], None).unwrap();
         let InferenceResult::Classes { top } = p.apply(&out).unwrap() else {
             panic!("not classes")
         };
@@ -279,7 +315,7 @@ mod tests {
         let expected = 3f32.exp() / (1f32.exp() + 2f32.exp() + 3f32.exp());
         assert!((top[0].score - expected).abs() < 1e-6);
 
-        let p = Postprocessor::new("m", &classify(3, 0.5, None), &["y".into()]).unwrap();
+        let p = Postprocessor::new("m", &classify(3, 0.5, None), &["y".into()], None).unwrap();
         let InferenceResult::Classes { top } = p.apply(&out).unwrap() else {
             panic!("not classes")
         };
@@ -294,7 +330,7 @@ mod tests {
             max_values: 2,
             activation: Activation::Sigmoid,
         };
-        let p = Postprocessor::new("m", &cfg, &["a".into(), "b".into()]).unwrap();
+        let p = Postprocessor::new("m", &cfg, &["a".into(), "b".into()], None).unwrap();
         let out = vec![
             Tensor::from_shape(&[1], &[5.0f32]).unwrap(),
             Tensor::from_shape(&[3], &[0.0f32, 100.0, -100.0]).unwrap(),
@@ -311,7 +347,8 @@ mod tests {
                 max_values: 1,
                 activation: Activation::None
             },
-            &["a".into()]
+            &["a".into()],
+            None
         )
         .unwrap_err()
         .to_string()

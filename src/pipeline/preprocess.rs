@@ -94,6 +94,14 @@ impl Preprocessor {
         Ok(Self { step, shape })
     }
 
+    /// (width, height) of the model's input for image models.
+    pub fn image_size(&self) -> Option<(u32, u32)> {
+        match &self.step {
+            Step::Image { width, height, .. } => Some((*width, *height)),
+            _ => None,
+        }
+    }
+
     /// Number of values the model's input takes.
     pub fn input_len(&self) -> usize {
         self.shape.iter().product()
