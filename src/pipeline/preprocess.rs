@@ -4,7 +4,7 @@ use super::PipelineError;
 use crate::backend::TensorSpec;
 use crate::config::{ChannelOrder, ImagePreprocess, Layout, PreprocessConfig};
 use crate::frame::Payload;
-use image::imageops::{self, FilterType};
+use image::imageops::{self, FilterType as ImageFilter};
 use image::RgbImage;
 use tract_onnx::prelude::{DatumType, Tensor};
 
@@ -164,47 +164,73 @@ impl Preprocessor {
 }
 
 /// Resize, centre crop, fit to the model, normalise and lay out an image.
+///
+/// Resize-then-crop-then-fit is done as one resampling pass: the declared resize and centre crop
+/// pick a rectangle of the source, which is resampled (antialiased bilinear, SIMD) straight to the
+/// model's input size. Normalisation is a 256-entry table per channel.
 fn image_tensor_data(img: &RgbImage, cfg: &ImagePreprocess, width: u32, height: u32) -> Vec<f32> {
-    let mut current = std::borrow::Cow::Borrowed(img);
-    if let Some([w, h]) = cfg.resize {
-        if current.dimensions() != (w, h) {
-            current =
-                std::borrow::Cow::Owned(imageops::resize(&*current, w, h, FilterType::Triangle));
-        }
-    }
-    if let Some([w, h]) = cfg.crop {
-        let (cw, ch) = current.dimensions();
-        let (w, h) = (w.min(cw), h.min(ch));
-        let (x, y) = ((cw - w) / 2, (ch - h) / 2);
-        current = std::borrow::Cow::Owned(imageops::crop_imm(&*current, x, y, w, h).to_image());
-    }
-    // Whatever the declared steps left, the model gets exactly its input size.
-    if current.dimensions() != (width, height) {
-        current = std::borrow::Cow::Owned(imageops::resize(
-            &*current,
-            width,
-            height,
-            FilterType::Triangle,
-        ));
-    }
-    let (w, h) = (width as usize, height as usize);
+    let (sw, sh) = (img.width() as f64, img.height() as f64);
+    // The declared resize scales the source; the crop then keeps a centred window of the result.
+    let (rw, rh) = cfg.resize.map_or((sw, sh), |[w, h]| (w as f64, h as f64));
+    let (cw, ch) = cfg
+        .crop
+        .map_or((rw, rh), |[w, h]| ((w as f64).min(rw), (h as f64).min(rh)));
+    let (crop_w, crop_h) = (cw * sw / rw, ch * sh / rh);
+    let (left, top) = ((sw - crop_w) / 2.0, (sh - crop_h) / 2.0);
+    let resized = resample(img, [left, top, crop_w, crop_h], width, height);
+    let source: &[u8] = resized.as_deref().unwrap_or(img.as_raw());
+
     let order: [usize; 3] = match cfg.channel_order {
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
     };
-    let mut out = vec![0f32; 3 * w * h];
-    for (x, y, px) in current.enumerate_pixels() {
-        let (x, y) = (x as usize, y as usize);
-        for (dst_c, &src_c) in order.iter().enumerate() {
-            let v = (px.0[src_c] as f32 / 255.0 - cfg.mean[src_c]) / cfg.std[src_c];
-            let at = match cfg.layout {
-                Layout::Nchw => dst_c * w * h + y * w + x,
-                Layout::Nhwc => (y * w + x) * 3 + dst_c,
-            };
-            out[at] = v;
+    let lut: Vec<[f32; 256]> = (0..3)
+        .map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - cfg.mean[c]) / cfg.std[c]))
+        .collect();
+    let plane = width as usize * height as usize;
+    let mut out = vec![0f32; 3 * plane];
+    match cfg.layout {
+        Layout::Nchw => {
+            for (dst_c, &src_c) in order.iter().enumerate() {
+                let table = &lut[src_c];
+                let dst = &mut out[dst_c * plane..(dst_c + 1) * plane];
+                for (d, px) in dst.iter_mut().zip(source.chunks_exact(3)) {
+                    *d = table[px[src_c] as usize];
+                }
+            }
+        }
+        Layout::Nhwc => {
+            for (d, px) in out.chunks_exact_mut(3).zip(source.chunks_exact(3)) {
+                for (dst_c, &src_c) in order.iter().enumerate() {
+                    d[dst_c] = lut[src_c][px[src_c] as usize];
+                }
+            }
         }
     }
     out
+}
+
+/// The `[left, top, width, height]` window of `img` resampled to `width × height`; `None` when
+/// that is the image as it is.
+fn resample(img: &RgbImage, window: [f64; 4], width: u32, height: u32) -> Option<Vec<u8>> {
+    use fast_image_resize::{
+        images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+    };
+    let whole = window == [0.0, 0.0, img.width() as f64, img.height() as f64];
+    if whole && img.dimensions() == (width, height) {
+        return None;
+    }
+    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).ok()?;
+    let mut dst = fast_image_resize::images::Image::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(window[0], window[1], window[2], window[3]);
+    // Sizes are non-zero (validated) and the window lies inside the image, so this cannot fail;
+    // should it, the frame is scaled whole rather than lost.
+    match Resizer::new().resize(&src, &mut dst, &options) {
+        Ok(()) => Some(dst.into_vec()),
+        Err(_) => Some(imageops::resize(img, width, height, ImageFilter::Triangle).into_raw()),
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +294,36 @@ mod tests {
         let t = p.apply(&Payload::Image(img)).unwrap();
         let v = vals(&t);
         assert!(v[0] < 0.5 && v[1] > 0.5, "{v:?}");
+    }
+
+    #[test]
+    fn one_pass_resampling_matches_resize_then_crop_step_by_step() {
+        // A smooth gradient, so that filter differences stay small and geometry errors show.
+        let img = RgbImage::from_fn(640, 480, |x, y| {
+            image::Rgb([
+                (x * 255 / 639) as u8,
+                (y * 255 / 479) as u8,
+                ((x + y) % 256) as u8 / 2,
+            ])
+        });
+        let mut c = image_cfg(Layout::Nchw, ChannelOrder::Rgb);
+        c.mean = [0.0; 3];
+        c.std = [1.0; 3];
+        c.resize = Some([256, 256]);
+        c.crop = Some([224, 224]);
+        let p =
+            Preprocessor::new("m", &PreprocessConfig::Image(c), &spec(&[1, 3, 224, 224])).unwrap();
+        let ours = vals(&p.apply(&Payload::Image(img.clone())).unwrap());
+        let resized = imageops::resize(&img, 256, 256, ImageFilter::Triangle);
+        let cropped = imageops::crop_imm(&resized, 16, 16, 224, 224).to_image();
+        let mut diff = 0f32;
+        for (x, y, px) in cropped.enumerate_pixels() {
+            for ch in 0..2 {
+                let at = ch * 224 * 224 + y as usize * 224 + x as usize;
+                diff = diff.max((ours[at] - px.0[ch] as f32 / 255.0).abs());
+            }
+        }
+        assert!(diff < 3.0 / 255.0, "max difference {diff}");
     }
 
     #[test]
