@@ -2,6 +2,7 @@
 
 use super::{filled, Backend, BackendError, PrepareOptions, PreparedModel, TensorSpec};
 use std::path::Path;
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
@@ -14,6 +15,8 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 
 struct TractModel {
     plan: Plan,
+    /// tract's matrix-product threads for this model (its own pool; single-threaded for 1).
+    executor: Executor,
     inputs: Vec<TensorSpec>,
     outputs: Vec<String>,
 }
@@ -139,8 +142,17 @@ fn load(
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(|e| load_err(path, e))?;
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let executor = if threads > 1 {
+        Executor::multithread_with_name(threads, "tract")
+    } else {
+        Executor::SingleThread
+    };
     Ok(TractModel {
         plan,
+        executor,
         inputs,
         outputs,
     })
@@ -157,10 +169,11 @@ impl PreparedModel for TractModel {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
         let values: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
-        let out = self.plan.run(values).map_err(|e| BackendError::Run {
-            backend: NAME,
-            message: format!("{e:#}"),
-        })?;
+        let out = multithread_tract_scope(self.executor.clone(), || self.plan.run(values))
+            .map_err(|e| BackendError::Run {
+                backend: NAME,
+                message: format!("{e:#}"),
+            })?;
         Ok(out.into_iter().map(TValue::into_tensor).collect())
     }
 }
