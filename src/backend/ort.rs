@@ -9,7 +9,7 @@ use super::{Backend, BackendError, PrepareOptions, PreparedModel, TensorSpec};
 use crate::config::OrtOptions;
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, ValueType};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -66,7 +66,9 @@ impl OrtBackend {
         let o = &self.options;
         let device = o.device_id as i32;
         match self.provider {
-            Provider::Cpu => ep::CPU::default().build(),
+            // The memory arena is what Python onnxruntime uses by default; without it every run
+            // allocates its intermediate tensors afresh.
+            Provider::Cpu => ep::CPU::default().with_arena_allocator(true).build(),
             Provider::Cuda => ep::CUDA::default()
                 .with_device_id(device)
                 .build()
@@ -278,19 +280,18 @@ macro_rules! by_type {
     };
 }
 
-fn to_ort(t: &Tensor) -> Result<DynValue, String> {
+/// A view of `t` as an onnxruntime input, without copying its data.
+fn to_ort(t: &Tensor) -> Result<SessionInputValue<'_>, String> {
     let shape: Vec<i64> = t.shape().iter().map(|d| *d as i64).collect();
+    let view = t.try_as_plain_ram().map_err(|e| e.to_string())?;
     macro_rules! make {
         ($ty:ty) => {{
-            let data: Vec<$ty> = t
-                .to_plain_array_view::<$ty>()
-                .map_err(|e| e.to_string())?
-                .iter()
-                .copied()
-                .collect();
-            ort::value::Tensor::from_array((shape, data))
-                .map_err(|e| e.to_string())?
-                .into_dyn()
+            let data: &[$ty] = view.as_slice::<$ty>().map_err(|e| e.to_string())?;
+            SessionInputValue::from(
+                ort::value::TensorRef::from_array_view((shape, data))
+                    .map_err(|e| e.to_string())?
+                    .into_dyn(),
+            )
         }};
     }
     Ok(by_type!(t.datum_type(), make))
@@ -330,7 +331,7 @@ impl PreparedModel for OrtModel {
             .iter()
             .zip(&self.inputs)
             .map(|(t, spec)| Ok((spec.name.clone(), to_ort(t)?)))
-            .collect::<Result<Vec<(String, DynValue)>, String>>()
+            .collect::<Result<Vec<(String, SessionInputValue<'_>)>, String>>()
             .map_err(err)?;
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let outputs = session.run(values).map_err(|e| err(e.to_string()))?;
