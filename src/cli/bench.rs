@@ -73,6 +73,9 @@ struct Measured {
     /// Pre-processing alone, median (with --config).
     #[serde(default)]
     pre_median_us: Option<f64>,
+    /// Post-processing alone, median (with --config).
+    #[serde(default)]
+    post_median_us: Option<f64>,
 }
 
 pub(super) fn run(args: &BenchArgs) -> ExitCode {
@@ -230,6 +233,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<Measured> {
                 peak_rss_kb: peak_rss_kb(),
                 frame_median_us: None,
                 pre_median_us: None,
+                post_median_us: None,
             })
         }
     }
@@ -304,17 +308,29 @@ fn measure_configured(
     };
     let tensor = pre.apply(&payload)?;
     let mut state = model.initial_state();
-    let infer_times = time_runs(args.warmup, args.runs, || {
+    let outputs = model.run(tensor.clone(), &mut state)?;
+    // Inference alone and the whole frame alternate, so that drift in the machine's speed
+    // (other load, frequency changes) hits both alike.
+    let (mut infer_times, mut frame_times) = (Vec::new(), Vec::new());
+    for i in 0..args.warmup + args.runs.max(1) {
+        let t = Instant::now();
         model.run(tensor.clone(), &mut state)?;
-        Ok(())
-    })?;
+        let infer = t.elapsed();
+        let t = Instant::now();
+        let input = pre.apply(&payload)?;
+        let out = model.run(input, &mut state)?;
+        post.apply(&out)?;
+        let frame = t.elapsed();
+        if i >= args.warmup {
+            infer_times.push(infer);
+            frame_times.push(frame);
+        }
+    }
     let pre_times = time_runs(args.warmup, args.runs, || {
         pre.apply(&payload)?;
         Ok(())
     })?;
-    let frame_times = time_runs(args.warmup, args.runs, || {
-        let input = pre.apply(&payload)?;
-        let outputs = model.run(input, &mut state)?;
+    let post_times = time_runs(args.warmup, args.runs, || {
         post.apply(&outputs)?;
         Ok(())
     })?;
@@ -329,6 +345,7 @@ fn measure_configured(
         peak_rss_kb: peak_rss_kb(),
         frame_median_us: Some(stats(frame_times).0),
         pre_median_us: Some(stats(pre_times).0),
+        post_median_us: Some(stats(post_times).0),
     })
 }
 
@@ -462,14 +479,18 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
         println!("ratio: median / median of {}", reference.backend);
     }
     for r in rows {
-        if let (Some(frame), Some(pre)) = (r.frame_median_us, r.pre_median_us) {
+        if let (Some(frame), Some(pre), Some(post)) =
+            (r.frame_median_us, r.pre_median_us, r.post_median_us)
+        {
             println!(
-                "{}: per frame (pre + inference + post) {:.2} ms vs inference alone {:.2} ms = {:.3}x; pre-processing alone {:.2} ms",
+                "{}: per frame {:.2} ms vs inference alone {:.2} ms = {:.3}x; pre-processing {:.3} ms + post-processing {:.3} ms = {:.1}% of inference",
                 r.backend,
                 frame / 1e3,
                 r.median_us / 1e3,
                 frame / r.median_us,
-                pre / 1e3
+                pre / 1e3,
+                post / 1e3,
+                100.0 * (pre + post) / r.median_us
             );
         }
     }
