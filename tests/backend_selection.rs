@@ -165,3 +165,59 @@ fn auto_falls_back_from_tract_to_onnxruntime_for_silero_vad_and_carries_its_stat
         .any(|(a, b)| (a - b).abs() > 1e-3);
     assert!(differs, "state has no visible effect on this input");
 }
+
+#[test]
+fn auto_tune_times_every_available_backend_and_keeps_the_fastest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tune.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[device]
+id = "t1"
+data_dir = "{}"
+
+[[models]]
+id = "colour"
+path = "{}"
+auto_tune = true
+input_shapes = {{ image = [1, 3, 64, 64] }}
+preprocess = {{ type = "image" }}
+postprocess = {{ type = "classify" }}
+
+[[sensors]]
+id = "cam0"
+model = "colour"
+type = "image_replay"
+path = "{}"
+"#,
+            dir.path().join("state").display(),
+            repo("models/colour.onnx").display(),
+            repo("config/demo-data/images").display(),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || daemon
+            .log_contains("Running")),
+        "{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(daemon
+        .terminate(std::time::Duration::from_secs(10))
+        .success());
+    let timed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Backend timing"))
+        .collect();
+    let expected = if cfg!(feature = "ort") { 2 } else { 1 };
+    assert_eq!(timed.len(), expected, "{log}");
+    assert!(
+        timed.iter().any(|l| l.contains("backend=\"tract\"")),
+        "{log}"
+    );
+    assert!(log.contains("Fastest backend kept"), "{log}");
+}

@@ -24,6 +24,10 @@ pub struct ModelConfig {
     /// falling back when one cannot load the model) or one backend by name, which must then work.
     #[serde(default = "auto")]
     pub backend: String,
+    /// With `backend = "auto"`: time every available backend on the model at start-up and keep
+    /// the fastest (the table is logged), instead of the first that loads.
+    #[serde(default)]
+    pub auto_tune: bool,
     /// Intra-op threads; the backend's default (all cores) when absent.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -337,6 +341,12 @@ impl ModelConfig {
                     self.backend,
                     BACKEND_NAMES.join(", ")
                 ),
+            ));
+        }
+        if self.auto_tune && self.backend != "auto" {
+            errors.push(ConfigError::new(
+                format!("{path}.auto_tune"),
+                "needs backend = \"auto\" (a named backend is used as it is)",
             ));
         }
         if self.threads == Some(0) {

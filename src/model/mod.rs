@@ -208,6 +208,9 @@ fn prepare_on_backend(
             .map_err(backend_err)?;
         return Ok((backend.name(), prepared));
     }
+    if config.auto_tune {
+        return fastest_backend(config, options);
+    }
     let mut tried = Vec::new();
     for backend in backend::candidates(&config.ort) {
         if let Err(reason) = backend.check() {
@@ -238,6 +241,76 @@ fn prepare_on_backend(
         id: id.clone(),
         tried: tried.join("; "),
     })
+}
+
+/// Runs of each backend timed by `auto_tune`, after two untimed ones.
+const TUNE_RUNS: usize = 10;
+
+/// `auto_tune`: prepares the model on every available backend, times it on synthetic inputs
+/// (constants at their values, everything else 0.5), logs the table and keeps the fastest.
+fn fastest_backend(
+    config: &ModelConfig,
+    options: &PrepareOptions,
+) -> Result<(&'static str, Box<dyn PreparedModel>), ModelError> {
+    let id = &config.id;
+    let mut best: Option<(f64, &'static str, Box<dyn PreparedModel>)> = None;
+    let mut tried = Vec::new();
+    for backend in backend::candidates(&config.ort) {
+        if let Err(reason) = backend.check() {
+            tried.push(format!("{}: not available ({reason})", backend.name()));
+            continue;
+        }
+        let prepared = match backend.prepare(&config.path, options) {
+            Ok(p) => p,
+            Err(e) => {
+                tried.push(format!("{}: {e}", backend.name()));
+                continue;
+            }
+        };
+        let inputs: Result<Vec<Tensor>, BackendError> = prepared
+            .inputs()
+            .iter()
+            .map(|spec| {
+                let value = config
+                    .constant_inputs
+                    .get(&spec.name)
+                    .copied()
+                    .unwrap_or(0.5);
+                filled(spec.datum_type, &spec.shape, value)
+            })
+            .collect();
+        let timed = inputs.and_then(|inputs| {
+            let mut times = Vec::with_capacity(TUNE_RUNS);
+            for i in 0..TUNE_RUNS + 2 {
+                let started = Instant::now();
+                prepared.run(inputs.clone())?;
+                if i >= 2 {
+                    times.push(started.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(times[times.len() / 2])
+        });
+        match timed {
+            Ok(median_ms) => {
+                info!(model = %id, backend = backend.name(), median_ms, "Backend timing");
+                if best.as_ref().is_none_or(|(b, _, _)| median_ms < *b) {
+                    best = Some((median_ms, backend.name(), prepared));
+                }
+            }
+            Err(e) => tried.push(format!("{}: {e}", backend.name())),
+        }
+    }
+    match best {
+        Some((median_ms, name, prepared)) => {
+            info!(model = %id, backend = name, median_ms, passed_over = %tried.join("; "), "Fastest backend kept");
+            Ok((name, prepared))
+        }
+        None => Err(ModelError::NoBackend {
+            id: id.clone(),
+            tried: tried.join("; "),
+        }),
+    }
 }
 
 /// Sorts the model's inputs into frame, constant and recurrent, as the config says.
