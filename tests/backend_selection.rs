@@ -109,20 +109,10 @@ fn auto_falls_back_from_tract_to_onnxruntime_for_silero_vad_and_carries_its_stat
     use edgeinfer::config::OutboxConfig;
     use edgeinfer::outbox::Outbox;
     use edgeinfer::prediction::Prediction;
-    use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
     let config = vad_config(dir.path(), "auto");
-    let daemon = Daemon::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(60), || daemon
-            .log_contains("reached the end of its input")),
-        "{}",
-        daemon.log()
-    );
-    let log = daemon.log();
-    let status = daemon.terminate(Duration::from_secs(10));
-    assert!(status.success(), "{log}");
+    let log = run_to_end(&config);
     // tract was tried and refused the model; onnxruntime took it.
     assert!(
         log.contains("Backend cannot load the model; trying the next one"),

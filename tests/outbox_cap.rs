@@ -6,7 +6,6 @@ mod support;
 use edgeinfer::config::{OutboxConfig, WhenFull};
 use edgeinfer::outbox::Outbox;
 use edgeinfer::prediction::Prediction;
-use std::time::Duration;
 use support::*;
 
 const CAP: u64 = 8192;
@@ -20,16 +19,7 @@ fn run_offline(policy: &str) -> (edgeinfer::outbox::OutboxStats, Vec<u64>, Strin
     let broker = format!("mqtt://127.0.0.1:{}", free_port());
     let outbox = format!("[outbox]\nmax_bytes = {CAP}\nwhen_full = \"{policy}\"\n");
     let config = line_config(dir.path(), &readings, None, &broker, &outbox);
-    let daemon = Daemon::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(30), || daemon
-            .log_contains("reached the end of its input")),
-        "{}",
-        daemon.log()
-    );
-    let log = daemon.log();
-    let status = daemon.terminate(Duration::from_secs(10));
-    assert!(status.success(), "{log}");
+    let log = run_to_end(&config);
 
     let when_full = if policy == "drop_oldest" {
         WhenFull::DropOldest

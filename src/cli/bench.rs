@@ -78,6 +78,25 @@ struct Measured {
     post_median_us: Option<f64>,
 }
 
+impl Measured {
+    /// Inference figures of `backend` from its timed runs.
+    fn new(backend: String, load_ms: f64, times: Vec<Duration>) -> Self {
+        let (median_us, p90_us, p99_us, min_us) = stats(times);
+        Measured {
+            backend,
+            load_ms,
+            median_us,
+            p90_us,
+            p99_us,
+            min_us,
+            peak_rss_kb: peak_rss_kb(),
+            frame_median_us: None,
+            pre_median_us: None,
+            post_median_us: None,
+        }
+    }
+}
+
 pub(super) fn run(args: &BenchArgs) -> ExitCode {
     let result = if args.child {
         measure(args).map(|m| println!("{}", serde_json::to_string(&m).unwrap_or_default()))
@@ -222,19 +241,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<Measured> {
                 prepared.run(inputs.clone())?;
                 Ok(())
             })?;
-            let (median_us, p90_us, p99_us, min_us) = stats(times);
-            Ok(Measured {
-                backend: name.clone(),
-                load_ms,
-                median_us,
-                p90_us,
-                p99_us,
-                min_us,
-                peak_rss_kb: peak_rss_kb(),
-                frame_median_us: None,
-                pre_median_us: None,
-                post_median_us: None,
-            })
+            Ok(Measured::new(name.clone(), load_ms, times))
         }
     }
 }
@@ -334,18 +341,11 @@ fn measure_configured(
         post.apply(&outputs)?;
         Ok(())
     })?;
-    let (median_us, p90_us, p99_us, min_us) = stats(infer_times);
     Ok(Measured {
-        backend: model.backend.to_string(),
-        load_ms,
-        median_us,
-        p90_us,
-        p99_us,
-        min_us,
-        peak_rss_kb: peak_rss_kb(),
         frame_median_us: Some(stats(frame_times).0),
         pre_median_us: Some(stats(pre_times).0),
         post_median_us: Some(stats(post_times).0),
+        ..Measured::new(model.backend.to_string(), load_ms, infer_times)
     })
 }
 

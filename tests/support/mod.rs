@@ -425,3 +425,19 @@ pub fn outbox_stats(dir: &Path) -> edgeinfer::outbox::OutboxStats {
     .unwrap()
     .stats()
 }
+
+/// Runs the daemon until its sensors reach the end of their input, stops it with SIGTERM and
+/// returns its log; panics if it does not get there or exits badly.
+pub fn run_to_end(config: &Path) -> String {
+    let daemon = Daemon::start(config);
+    assert!(
+        wait_until(Duration::from_secs(60), || daemon
+            .log_contains("reached the end of its input")),
+        "{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{log}");
+    log
+}
