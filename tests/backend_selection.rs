@@ -9,15 +9,8 @@ use std::process::Command;
 use support::*;
 
 fn vad_config(dir: &Path, backend: &str) -> std::path::PathBuf {
-    let config = dir.join("vad.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[device]
-id = "t1"
-data_dir = "{state}"
-
+    let body = format!(
+        r#"
 [[models]]
 id = "vad"
 path = "{model}"
@@ -36,13 +29,10 @@ path = "{wav}"
 window = 512
 hop = 512
 "#,
-            state = dir.join("state").display(),
-            model = repo("models/fetched/silero_vad.onnx").display(),
-            wav = repo("config/demo-data/tones.wav").display(),
-        ),
-    )
-    .unwrap();
-    config
+        model = repo("models/fetched/silero_vad.onnx").display(),
+        wav = repo("config/demo-data/tones.wav").display(),
+    );
+    write_config(dir, "vad.toml", &body)
 }
 
 #[test]
@@ -159,15 +149,8 @@ fn auto_falls_back_from_tract_to_onnxruntime_for_silero_vad_and_carries_its_stat
 #[test]
 fn auto_tune_times_every_available_backend_and_keeps_the_fastest() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tune.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[device]
-id = "t1"
-data_dir = "{}"
-
+    let body = format!(
+        r#"
 [[models]]
 id = "colour"
 path = "{}"
@@ -182,12 +165,10 @@ model = "colour"
 type = "image_replay"
 path = "{}"
 "#,
-            dir.path().join("state").display(),
-            repo("models/colour.onnx").display(),
-            repo("config/demo-data/images").display(),
-        ),
-    )
-    .unwrap();
+        repo("models/colour.onnx").display(),
+        repo("config/demo-data/images").display(),
+    );
+    let config = write_config(dir.path(), "tune.toml", &body);
     let daemon = Daemon::start(&config);
     assert!(
         wait_until(std::time::Duration::from_secs(30), || daemon

@@ -15,35 +15,18 @@ fn run_with_model(
 ) -> (Option<i32>, String) {
     let readings = dir.join("readings.csv");
     write_readings(&readings, 5);
-    let config = dir.join("edgeinfer.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[device]
-id = "t1"
-data_dir = "{}"
-
+    let body = format!(
+        r#"
 [[models]]
 id = "vibration"
 path = "{}"
 {extra}
 preprocess = {preprocess}
 postprocess = {{ type = "classify" }}
-
-[[sensors]]
-id = "serial0"
-model = "vibration"
-type = "line_replay"
-path = "{}"
-header = true
 "#,
-            dir.join("state").display(),
-            model.display(),
-            readings.display()
-        ),
-    )
-    .unwrap();
+        model.display(),
+    ) + &line_sensor_toml("serial0", "vibration", &readings, None);
+    let config = write_config(dir, "edgeinfer.toml", &body);
     let out = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
         .args(["run", "--config"])
         .arg(&config)

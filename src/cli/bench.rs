@@ -127,10 +127,6 @@ fn parse_pairs<T: std::str::FromStr>(items: &[String]) -> anyhow::Result<Vec<(St
         .collect()
 }
 
-fn shapes(args: &BenchArgs) -> anyhow::Result<InputOverrides> {
-    items_to_shapes(&args.shapes)
-}
-
 fn items_to_shapes(items: &[String]) -> anyhow::Result<InputOverrides> {
     let mut out = InputOverrides::new();
     for (name, dims) in parse_pairs::<String>(items)? {
@@ -229,7 +225,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<Measured> {
                 .check()
                 .map_err(|r| anyhow!("{name} is not available: {r}"))?;
             let options = PrepareOptions {
-                overrides: shapes(args)?,
+                overrides: items_to_shapes(&args.shapes)?,
                 constants: values.iter().cloned().collect(),
                 threads: args.threads,
             };

@@ -353,6 +353,18 @@ pub fn write_readings(path: &Path, rows: usize) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Writes `dir/name` as a config: the `[device]` table of every test (id "t1", state under
+/// `dir/state`) followed by `body`.
+pub fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "[device]\nid = \"t1\"\ndata_dir = \"{}\"\n{body}",
+        dir.join("state").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A `[[models]]` table for the bundled vibration model with the given labels file.
 pub fn vibration_model_toml(id: &str, labels: &Path) -> String {
     format!(
@@ -394,12 +406,8 @@ pub fn line_config(
     broker: &str,
     outbox: &str,
 ) -> PathBuf {
-    let text = format!(
-        r#"
-[device]
-id = "t1"
-data_dir = "{data}"
-{model}{sensor}
+    let body = format!(
+        r#"{model}{sensor}
 {outbox}
 
 [mqtt]
@@ -407,13 +415,10 @@ broker = "{broker}"
 reconnect_min_ms = 100
 reconnect_max_ms = 1000
 "#,
-        data = dir.join("state").display(),
         model = vibration_model_toml("vibration", &repo("models/vibration.labels")),
         sensor = line_sensor_toml("serial0", "vibration", readings, rate),
     );
-    let path = dir.join("edgeinfer.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config(dir, "edgeinfer.toml", &body)
 }
 
 /// Outbox size and counters of a stopped daemon whose config was written into `dir`.
