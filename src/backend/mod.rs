@@ -103,3 +103,14 @@ pub enum BackendError {
         message: String,
     },
 }
+
+impl BackendError {
+    /// A problem of the config (a dynamic input without a shape, an override naming no input),
+    /// the same on every backend and every load option: reported at once, not retried elsewhere.
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            BackendError::DynamicInput { .. } | BackendError::UnknownInput { .. }
+        )
+    }
+}

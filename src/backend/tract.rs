@@ -49,9 +49,7 @@ impl Backend for TractBackend {
     ) -> Result<Box<dyn PreparedModel>, BackendError> {
         let first = match load(tract_onnx::onnx(), path, options) {
             Ok(m) => return Ok(Box::new(m)),
-            Err(e @ (BackendError::DynamicInput { .. } | BackendError::UnknownInput { .. })) => {
-                return Err(e)
-            }
+            Err(e) if e.is_config_error() => return Err(e),
             Err(e) => e,
         };
         match load(

@@ -227,10 +227,7 @@ fn prepare_on_backend(
                 tracing::debug!(model = %id, backend = backend.name(), ms = started.elapsed().as_millis() as u64, "Backend prepared the model");
                 return Ok((backend.name(), prepared));
             }
-            Err(e @ (BackendError::DynamicInput { .. } | BackendError::UnknownInput { .. })) => {
-                // A config problem, the same on every backend.
-                return Err(backend_err(e));
-            }
+            Err(e) if e.is_config_error() => return Err(backend_err(e)),
             Err(e) => {
                 warn!(model = %id, backend = backend.name(), reason = %e, "Backend cannot load the model; trying the next one");
                 tried.push(format!("{}: {e}", backend.name()));
@@ -262,6 +259,12 @@ fn fastest_backend(
         }
         let prepared = match backend.prepare(&config.path, options) {
             Ok(p) => p,
+            Err(e) if e.is_config_error() => {
+                return Err(ModelError::Backend {
+                    id: id.clone(),
+                    source: e,
+                })
+            }
             Err(e) => {
                 tried.push(format!("{}: {e}", backend.name()));
                 continue;
