@@ -9,6 +9,8 @@ reproducible:
   models/colour.onnx     image [N,3,H,W]  -> logits [N,8]  nearest-prototype colour
   models/tone.onnx       audio [1,1024]   -> logits [1,4]  band-energy tone detector
   models/vibration.onnx  features [1,3]   -> logits [1,2]  threshold MLP
+  models/echo.onnx       x [1,n]          -> y [1,n]       identity: shows exactly what a
+                                                           sensor handed to the model
 
 Each model is written together with a `.labels` file (one label per line, in
 logit order). After writing, every model is validated with onnx.checker and
@@ -231,6 +233,18 @@ def build_vibration() -> onnx.ModelProto:
     return _model(graph, "Demo machine-health classifier (hand-set MLP).")
 
 
+def build_echo() -> onnx.ModelProto:
+    """y = x, for any length n: tests read back exactly what the pipeline fed the model."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"], name="echo")],
+        "echo",
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n"])],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "n"])],
+    )
+    graph.doc_string = "Identity on a [1, n] float vector; set n with input_shapes."
+    return _model(graph, "Echo model for end-to-end tests of sensors and pre-processing.")
+
+
 # --------------------------------------------------------------------------
 
 
@@ -284,14 +298,16 @@ def main() -> int:
         "colour": (build_colour(), COLOUR_LABELS),
         "tone": (build_tone(), TONE_LABELS),
         "vibration": (build_vibration(), VIBRATION_LABELS),
+        "echo": (build_echo(), None),
     }
     for name, (model, labels) in models.items():
         onnx.checker.check_model(model, full_check=True)
         path = out / f"{name}.onnx"
         path.write_bytes(model.SerializeToString())
-        (out / f"{name}.labels").write_text("\n".join(labels) + "\n")
+        if labels is not None:
+            (out / f"{name}.labels").write_text("\n".join(labels) + "\n")
         onnx.checker.check_model(str(path), full_check=True)
-        print(f"wrote {path} ({path.stat().st_size} bytes) + {name}.labels")
+        print(f"wrote {path} ({path.stat().st_size} bytes)" + (f" + {name}.labels" if labels else ""))
 
     failures = 0
 
@@ -338,6 +354,14 @@ def main() -> int:
         ("-10 C, 100 %, 0.0 g", f(-10, 100, 0.0), "normal"),
     ]
     failures += check_cases(out / "vibration.onnx", VIBRATION_LABELS, "features", vibration_cases)
+
+    import onnxruntime as ort
+
+    x = rng.normal(0.0, 1.0, (1, 777)).astype(np.float32)
+    echoed = ort.InferenceSession(str(out / "echo.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    echo_ok = np.array_equal(echoed, x)
+    failures += not echo_ok
+    print(f"echo.onnx:\n  {'ok  ' if echo_ok else 'FAIL'} 777 random values come back unchanged")
 
     if failures:
         print(f"{failures} case(s) misclassified", file=sys.stderr)

@@ -11,4 +11,5 @@ pub mod npy;
 pub mod outbox;
 pub mod pipeline;
 pub mod prediction;
+pub mod recording;
 pub mod sensor;

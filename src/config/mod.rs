@@ -22,8 +22,9 @@ pub use models::{
 pub use mqtt::{BrokerAddress, MqttConfig};
 pub use outbox::{OutboxConfig, WhenFull};
 pub use sensors::{
-    ImageReplayConfig, LineReplayConfig, Overflow, QueueConfig, SensorConfig, SourceConfig,
-    WavReplayConfig,
+    AudioConfig, CameraConfig, FlowControl, ImageReplayConfig, LengthPrefix, LineReplayConfig,
+    Overflow, Parity, PixelFormat, QueueConfig, RecordingConfig, SampleType, SensorConfig,
+    SerialConfig, SerialFraming, SourceConfig, Timing, WavReplayConfig,
 };
 
 use std::collections::HashSet;
@@ -108,6 +109,9 @@ impl Config {
                 SourceConfig::ImageReplay(c) => resolve(&mut c.path),
                 SourceConfig::WavReplay(c) => resolve(&mut c.path),
                 SourceConfig::LineReplay(c) => resolve(&mut c.path),
+                SourceConfig::Recording(c) => resolve(&mut c.path),
+                SourceConfig::Serial(c) => resolve(&mut c.port),
+                SourceConfig::Camera(_) | SourceConfig::Audio(_) => {}
             }
         }
     }
@@ -164,9 +168,8 @@ impl Config {
                     format!("no model with id \"{}\"", sensor.model),
                 )),
                 Some(model) => {
-                    let wanted = sensor.source.frame_kind();
                     let given = model.preprocess.frame_kind();
-                    if wanted != given {
+                    if let Some(wanted) = sensor.source.frame_kind().filter(|w| *w != given) {
                         errors.push(ConfigError::new(
                             format!("{path}.model"),
                             format!(

@@ -86,7 +86,7 @@ when_full = "explode"
         "models[0].preprocess.colour: unknown field `colour`",
         "sensors[1].model: no model with id \"kws\"",
         "sensors[1].path: file not found",
-        "sensors[1].window: must be at least 1",
+        "sensors[1].window: must be 1-10000000 samples",
         "sensors[2].rate: invalid type: string \"fast\"",
         "outbox.when_full: unknown variant `explode`",
     ];

@@ -13,6 +13,11 @@ pub struct SensorStats {
     pub inferred: AtomicU64,
     /// Frames or inputs that failed (bad file, bad line, inference error) and were skipped.
     pub errors: AtomicU64,
+    /// Failed attempts to open or reopen the sensor's device.
+    pub reconnects: AtomicU64,
+    /// Data lost inside the source before it became a frame (audio samples the callback could
+    /// not buffer, serial bytes skipped to get back in step), in the source's own units.
+    pub overruns: AtomicU64,
 }
 
 impl SensorStats {

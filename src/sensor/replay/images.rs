@@ -1,7 +1,7 @@
 //! Image replay: a folder of JPEG/PNG files in name order, or one MJPEG file.
 
 use crate::frame::Payload;
-use crate::sensor::{FrameSource, SensorError};
+use crate::sensor::{FrameSource, Next, SensorError};
 use std::path::{Path, PathBuf};
 
 /// Replays images from a folder or an MJPEG file.
@@ -72,10 +72,10 @@ impl ImageReplay {
 }
 
 impl FrameSource for ImageReplay {
-    fn next_payload(&mut self) -> Result<Option<Payload>, SensorError> {
+    fn next_payload(&mut self) -> Result<Next, SensorError> {
         let i = self.next;
         if i >= self.len() {
-            return Ok(None);
+            return Ok(Next::End);
         }
         self.next += 1;
         let decoded = match &self.items {
@@ -89,7 +89,7 @@ impl FrameSource for ImageReplay {
             )
             .map_err(|e| SensorError::Item(format!("MJPEG frame {i}: {e}"))),
         }?;
-        Ok(Some(Payload::Image(decoded.to_rgb8())))
+        Ok(Next::frame(Payload::Image(decoded.to_rgb8())))
     }
 
     fn rewind(&mut self) -> Result<(), SensorError> {

@@ -1,7 +1,7 @@
 //! Line replay: one record of numbers per line of a delimited text file.
 
 use crate::frame::Payload;
-use crate::sensor::{FrameSource, SensorError};
+use crate::sensor::{FrameSource, Next, SensorError};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ pub fn parse_record(line: &str, delimiter: char) -> Result<Option<Vec<f64>>, Str
 }
 
 impl FrameSource for LineReplay {
-    fn next_payload(&mut self) -> Result<Option<Payload>, SensorError> {
+    fn next_payload(&mut self) -> Result<Next, SensorError> {
         loop {
             let mut buf = Vec::new();
             let n = Read::take(&mut self.reader, MAX_LINE as u64 + 1)
@@ -70,7 +70,7 @@ impl FrameSource for LineReplay {
                     message: e.to_string(),
                 })?;
             if n == 0 {
-                return Ok(None);
+                return Ok(Next::End);
             }
             self.line_no += 1;
             if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
@@ -88,7 +88,7 @@ impl FrameSource for LineReplay {
             }
             let text = String::from_utf8_lossy(&buf);
             match parse_record(&text, self.delimiter) {
-                Ok(Some(values)) => return Ok(Some(Payload::Record(values))),
+                Ok(Some(values)) => return Ok(Next::frame(Payload::Record(values))),
                 Ok(None) => continue,
                 Err(e) => {
                     return Err(SensorError::Item(format!(
@@ -136,9 +136,12 @@ mod tests {
         let mut bad = 0;
         loop {
             match r.next_payload() {
-                Ok(Some(Payload::Record(v))) => got.push(v),
-                Ok(None) => break,
-                Ok(Some(_)) => unreachable!(),
+                Ok(Next::Frame {
+                    payload: Payload::Record(v),
+                    ..
+                }) => got.push(v),
+                Ok(Next::End) => break,
+                Ok(_) => unreachable!(),
                 Err(SensorError::Item(_)) => bad += 1,
                 Err(e) => panic!("{e}"),
             }
@@ -146,6 +149,8 @@ mod tests {
         assert_eq!(got, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
         assert_eq!(bad, 2);
         r.rewind().unwrap();
-        assert!(matches!(r.next_payload(), Ok(Some(Payload::Record(v))) if v == vec![1.0, 2.0]));
+        assert!(
+            matches!(r.next_payload(), Ok(Next::Frame { payload: Payload::Record(v), .. }) if v == vec![1.0, 2.0])
+        );
     }
 }

@@ -1,9 +1,8 @@
 //! WAV replay: sliding mono windows of `window` samples every `hop` samples, streamed from the file.
 
 use crate::frame::Payload;
-use crate::sensor::{FrameSource, SensorError};
+use crate::sensor::{FrameSource, Next, SensorError, Windower};
 use hound::{SampleFormat, WavReader};
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -11,12 +10,9 @@ use std::path::{Path, PathBuf};
 /// Replays a WAV file as windows.
 pub struct WavReplay {
     path: PathBuf,
-    window: usize,
-    hop: usize,
     reader: WavReader<BufReader<File>>,
     sample_rate: u32,
-    buffer: VecDeque<f32>,
-    started: bool,
+    windows: Windower,
 }
 
 impl WavReplay {
@@ -26,12 +22,9 @@ impl WavReplay {
         let sample_rate = reader.spec().sample_rate;
         Ok(Self {
             path: path.to_path_buf(),
-            window,
-            hop,
             reader,
             sample_rate,
-            buffer: VecDeque::with_capacity(window),
-            started: false,
+            windows: Windower::new(window, hop),
         })
     }
 
@@ -88,32 +81,21 @@ impl WavReplay {
 }
 
 impl FrameSource for WavReplay {
-    fn next_payload(&mut self) -> Result<Option<Payload>, SensorError> {
-        // The first window needs `window` samples; each later one `hop` more.
-        let needed = if self.started { self.hop } else { self.window };
-        for _ in 0..needed {
-            match self.next_mono()? {
-                Some(v) => {
-                    if self.buffer.len() == self.window {
-                        self.buffer.pop_front();
-                    }
-                    self.buffer.push_back(v);
-                }
-                None => return Ok(None),
+    fn next_payload(&mut self) -> Result<Next, SensorError> {
+        while let Some(v) = self.next_mono()? {
+            if let Some(samples) = self.windows.push(v) {
+                return Ok(Next::frame(Payload::Audio {
+                    sample_rate: self.sample_rate,
+                    samples,
+                }));
             }
         }
-        // With hop > window the samples between windows fall out of the buffer unseen.
-        self.started = true;
-        Ok(Some(Payload::Audio {
-            sample_rate: self.sample_rate,
-            samples: self.buffer.iter().copied().collect(),
-        }))
+        Ok(Next::End)
     }
 
     fn rewind(&mut self) -> Result<(), SensorError> {
         self.reader = Self::reader(&self.path)?;
-        self.buffer.clear();
-        self.started = false;
+        self.windows.reset();
         Ok(())
     }
 }
@@ -138,7 +120,10 @@ mod tests {
 
     fn windows(r: &mut WavReplay) -> Vec<Vec<f32>> {
         std::iter::from_fn(|| match r.next_payload().unwrap() {
-            Some(Payload::Audio { samples, .. }) => Some(samples),
+            Next::Frame {
+                payload: Payload::Audio { samples, .. },
+                ..
+            } => Some(samples),
             _ => None,
         })
         .collect()

@@ -4,6 +4,16 @@
 //! It is split in two before deserializing so that both halves still reject unknown keys (serde's
 //! `flatten` cannot be combined with `deny_unknown_fields`).
 
+mod audio;
+mod camera;
+mod recording;
+mod serial;
+
+pub use audio::AudioConfig;
+pub use camera::{CameraConfig, PixelFormat};
+pub use recording::{RecordingConfig, Timing};
+pub use serial::{FlowControl, LengthPrefix, Parity, SampleType, SerialConfig, SerialFraming};
+
 use super::parse::section;
 use super::{check_id, ConfigError};
 use crate::frame::FrameKind;
@@ -63,6 +73,14 @@ pub enum SourceConfig {
     WavReplay(WavReplayConfig),
     /// `type = "line_replay"`.
     LineReplay(LineReplayConfig),
+    /// `type = "camera"`: a V4L2 camera.
+    Camera(CameraConfig),
+    /// `type = "audio"`: an audio input through ALSA.
+    Audio(AudioConfig),
+    /// `type = "serial"`: records read from a serial port.
+    Serial(SerialConfig),
+    /// `type = "recording"`: a file made by `edgeinfer record`, replayed.
+    Recording(RecordingConfig),
 }
 
 /// Replays a folder of JPEG/PNG files (sorted by name) or an MJPEG file.
@@ -117,11 +135,19 @@ pub struct LineReplayConfig {
     pub looping: bool,
 }
 
-fn comma() -> char {
+pub(super) fn comma() -> char {
     ','
 }
 
-const TYPES: &[&str] = &["image_replay", "wav_replay", "line_replay"];
+const TYPES: &[&str] = &[
+    "image_replay",
+    "wav_replay",
+    "line_replay",
+    "camera",
+    "audio",
+    "serial",
+    "recording",
+];
 const COMMON_KEYS: &[&str] = &["id", "model", "queue"];
 
 /// Deserializes one `[[sensors]]` element, recording every problem under `path`.
@@ -166,6 +192,10 @@ pub(super) fn parse_sensor(
         "image_replay" => section(&specific, path, errors).map(SourceConfig::ImageReplay),
         "wav_replay" => section(&specific, path, errors).map(SourceConfig::WavReplay),
         "line_replay" => section(&specific, path, errors).map(SourceConfig::LineReplay),
+        "camera" => section(&specific, path, errors).map(SourceConfig::Camera),
+        "audio" => section(&specific, path, errors).map(SourceConfig::Audio),
+        "serial" => section(&specific, path, errors).map(SourceConfig::Serial),
+        "recording" => section(&specific, path, errors).map(SourceConfig::Recording),
         other => {
             errors.push(ConfigError::new(
                 format!("{path}.type"),
@@ -187,21 +217,41 @@ pub(super) fn parse_sensor(
 }
 
 impl SourceConfig {
-    /// Kind of frames this source produces.
-    pub fn frame_kind(&self) -> FrameKind {
+    /// Kind of frames this source produces; for a recording, read from its header (`None` when the
+    /// file cannot be read: `validate` reports that).
+    pub fn frame_kind(&self) -> Option<FrameKind> {
         match self {
-            SourceConfig::ImageReplay(_) => FrameKind::Image,
-            SourceConfig::WavReplay(_) => FrameKind::Audio,
-            SourceConfig::LineReplay(_) => FrameKind::Record,
+            SourceConfig::ImageReplay(_) | SourceConfig::Camera(_) => Some(FrameKind::Image),
+            SourceConfig::WavReplay(_) | SourceConfig::Audio(_) => Some(FrameKind::Audio),
+            SourceConfig::LineReplay(_) | SourceConfig::Serial(_) => Some(FrameKind::Record),
+            SourceConfig::Recording(c) => {
+                crate::recording::read_header(&c.path).ok().map(|h| h.kind)
+            }
         }
     }
 
-    /// Replay sources wait rather than lose frames: a file has no deadline.
+    /// The queue a sensor gets when its config has none. Files wait rather than lose frames (a
+    /// file has no deadline); live sources never wait, so latency stays bounded: a camera keeps
+    /// only the latest frame, audio and serial keep a short backlog and drop the oldest.
     fn default_queue(&self) -> QueueConfig {
-        QueueConfig {
-            capacity: 4,
-            overflow: Overflow::Block,
-        }
+        let (capacity, overflow) = match self {
+            SourceConfig::ImageReplay(_)
+            | SourceConfig::WavReplay(_)
+            | SourceConfig::LineReplay(_)
+            | SourceConfig::Recording(_) => (4, Overflow::Block),
+            SourceConfig::Camera(_) => (1, Overflow::DropOldest),
+            SourceConfig::Audio(_) => (8, Overflow::DropOldest),
+            SourceConfig::Serial(_) => (64, Overflow::DropOldest),
+        };
+        QueueConfig { capacity, overflow }
+    }
+
+    /// Whether frames come from hardware that may be missing or go away (retried, never fatal).
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            SourceConfig::Camera(_) | SourceConfig::Audio(_) | SourceConfig::Serial(_)
+        )
     }
 
     /// Frames per second, or `None` for as fast as the pipeline takes them.
@@ -210,6 +260,11 @@ impl SourceConfig {
             SourceConfig::ImageReplay(c) => c.rate,
             SourceConfig::WavReplay(c) => c.rate,
             SourceConfig::LineReplay(c) => c.rate,
+            // Live sources are paced by their device; recordings by their timestamps.
+            SourceConfig::Camera(_)
+            | SourceConfig::Audio(_)
+            | SourceConfig::Serial(_)
+            | SourceConfig::Recording(_) => None,
         }
     }
 
@@ -219,6 +274,8 @@ impl SourceConfig {
             SourceConfig::ImageReplay(c) => c.looping,
             SourceConfig::WavReplay(c) => c.looping,
             SourceConfig::LineReplay(c) => c.looping,
+            SourceConfig::Recording(c) => c.looping,
+            SourceConfig::Camera(_) | SourceConfig::Audio(_) | SourceConfig::Serial(_) => false,
         }
     }
 }
@@ -251,18 +308,7 @@ impl SensorConfig {
             }
             SourceConfig::WavReplay(c) => {
                 super::check_file(&c.path, &format!("{path}.path"), errors);
-                if c.window == 0 {
-                    errors.push(ConfigError::new(
-                        format!("{path}.window"),
-                        "must be at least 1",
-                    ));
-                }
-                if c.hop == 0 {
-                    errors.push(ConfigError::new(
-                        format!("{path}.hop"),
-                        "must be at least 1",
-                    ));
-                }
+                check_window(c.window, c.hop, path, errors);
             }
             SourceConfig::LineReplay(c) => {
                 super::check_file(&c.path, &format!("{path}.path"), errors);
@@ -273,6 +319,27 @@ impl SensorConfig {
                     ));
                 }
             }
+            SourceConfig::Camera(c) => c.validate(path, errors),
+            SourceConfig::Audio(c) => c.validate(path, errors),
+            SourceConfig::Serial(c) => c.validate(path, errors),
+            SourceConfig::Recording(c) => c.validate(path, errors),
         }
+    }
+}
+
+/// Sliding-window sizes shared by WAV replay and live audio.
+pub(super) fn check_window(window: usize, hop: usize, path: &str, errors: &mut Vec<ConfigError>) {
+    const MAX: usize = 10_000_000;
+    if window == 0 || window > MAX {
+        errors.push(ConfigError::new(
+            format!("{path}.window"),
+            format!("must be 1-{MAX} samples"),
+        ));
+    }
+    if hop == 0 || hop > MAX {
+        errors.push(ConfigError::new(
+            format!("{path}.hop"),
+            format!("must be 1-{MAX} samples"),
+        ));
     }
 }

@@ -1,0 +1,42 @@
+//! `type = "recording"`: replays a file written by `edgeinfer record`.
+
+use crate::config::ConfigError;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// A recording of a sensor's frames.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// The recording file.
+    pub path: PathBuf,
+    /// How frames are paced.
+    #[serde(default)]
+    pub timing: Timing,
+    /// Start again at the end instead of stopping.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+}
+
+/// Pacing of a replayed recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    /// With the time between frames they were recorded with.
+    #[default]
+    Original,
+    /// As fast as the pipeline takes them.
+    Fast,
+}
+
+impl RecordingConfig {
+    pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        let key = format!("{path}.path");
+        crate::config::check_file(&self.path, &key, errors);
+        if self.path.is_file() {
+            if let Err(e) = crate::recording::read_header(&self.path) {
+                errors.push(ConfigError::new(key, e.to_string()));
+            }
+        }
+    }
+}
