@@ -48,7 +48,7 @@ fn every_payload_kind_round_trips_exactly_with_its_timing() {
             FrameKind::Audio,
             Payload::Audio {
                 sample_rate: 16000,
-                samples: vec![0.0, -1.0, 0.123456789, f32::MIN_POSITIVE],
+                samples: vec![0.0, -1.0, 0.123_456_79, f32::MIN_POSITIVE],
             },
         ),
         (FrameKind::Record, Payload::Record(vec![1.5, -2e300, 0.1])),
