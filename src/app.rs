@@ -106,18 +106,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             source,
         })?;
         let (_, pre, _, queue) = &models[&sc.model];
-        if let SourceConfig::WavReplay(w) = &sc.source {
-            if w.window != pre.input_len() {
-                return Err(StartError::Mismatch {
-                    sensor: sc.id.clone(),
-                    message: format!(
-                        "window is {} samples but model \"{}\" takes {}",
-                        w.window,
-                        sc.model,
-                        pre.input_len()
-                    ),
-                });
-            }
+        let window = match &sc.source {
+            SourceConfig::WavReplay(w) => Some(w.window),
+            SourceConfig::Audio(a) => Some(a.window),
+            _ => None,
+        };
+        if let Some(window) = window.filter(|w| *w != pre.input_len()) {
+            return Err(StartError::Mismatch {
+                sensor: sc.id.clone(),
+                message: format!(
+                    "window is {window} samples but model \"{}\" takes {}",
+                    sc.model,
+                    pre.input_len()
+                ),
+            });
         }
         let id: Arc<str> = sc.id.as_str().into();
         let port = queue.port(Arc::clone(&id), sc.queue);
@@ -214,8 +216,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         warn!(error = %e, "Final outbox flush failed");
     }
     for (id, stats) in all_stats {
-        let (captured, dropped, inferred, errors) = stats.snapshot();
-        info!(sensor = %id, captured, dropped, inferred, errors, "Sensor totals");
+        let t = stats.snapshot();
+        info!(
+            sensor = %id,
+            captured = t.captured,
+            dropped = t.dropped,
+            inferred = t.inferred,
+            errors = t.errors,
+            reconnects = t.reconnects,
+            overruns = t.overruns,
+            "Sensor totals"
+        );
     }
     let s = outbox.stats();
     info!(

@@ -4,6 +4,7 @@ mod bench;
 mod check_config;
 mod infer;
 mod print_default_config;
+mod record;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +45,8 @@ enum Command {
     Infer(infer::InferArgs),
     /// Latency and memory of each backend on a model, with ratios to onnxruntime.
     Bench(bench::BenchArgs),
+    /// Record a sensor's frames with their timing, for replay with `type = "recording"`.
+    Record(record::RecordArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::PrintDefaultConfig => print_default_config::run(),
         Command::Infer(args) => infer::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Record(args) => record::run(&args),
     }
 }
 

@@ -26,13 +26,33 @@ impl SensorStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (captured, dropped, inferred, errors).
-    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
-        (
-            self.captured.load(Ordering::Relaxed),
-            self.dropped.load(Ordering::Relaxed),
-            self.inferred.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
-        )
+    /// The counters now.
+    pub fn snapshot(&self) -> SensorTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SensorTotals {
+            captured: get(&self.captured),
+            dropped: get(&self.dropped),
+            inferred: get(&self.inferred),
+            errors: get(&self.errors),
+            reconnects: get(&self.reconnects),
+            overruns: get(&self.overruns),
+        }
     }
+}
+
+/// A copy of a sensor's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SensorTotals {
+    /// Frames the sensor produced.
+    pub captured: u64,
+    /// Frames dropped by the queue's overflow policy.
+    pub dropped: u64,
+    /// Frames that became a stored prediction.
+    pub inferred: u64,
+    /// Bad inputs skipped.
+    pub errors: u64,
+    /// Failed attempts to open or reopen the device.
+    pub reconnects: u64,
+    /// Data lost inside the source before it became a frame.
+    pub overruns: u64,
 }

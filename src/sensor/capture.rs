@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How a source is driven.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,6 +145,8 @@ fn connect(
             Ok(()) => {
                 if reconnecting || attempt > 1 {
                     info!(sensor, attempt, "Sensor connected");
+                } else {
+                    debug!(sensor, "Sensor opened");
                 }
                 return true;
             }

@@ -246,6 +246,19 @@ impl SourceConfig {
         QueueConfig { capacity, overflow }
     }
 
+    /// The sensor's `type` as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::ImageReplay(_) => "image_replay",
+            SourceConfig::WavReplay(_) => "wav_replay",
+            SourceConfig::LineReplay(_) => "line_replay",
+            SourceConfig::Camera(_) => "camera",
+            SourceConfig::Audio(_) => "audio",
+            SourceConfig::Serial(_) => "serial",
+            SourceConfig::Recording(_) => "recording",
+        }
+    }
+
     /// Whether frames come from hardware that may be missing or go away (retried, never fatal).
     pub fn is_live(&self) -> bool {
         matches!(

@@ -6,6 +6,6 @@ mod mjpeg;
 mod wav;
 
 pub use images::ImageReplay;
-pub use lines::LineReplay;
+pub use lines::{parse_record, LineReplay};
 pub use mjpeg::split_jpeg_frames;
 pub use wav::WavReplay;

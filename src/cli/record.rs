@@ -1,0 +1,171 @@
+//! `edgeinfer record --config FILE --sensor ID --out FILE [--duration S]`: store a sensor's frames
+//! with their timing, to replay later through any model (`type = "recording"`).
+
+use super::EXIT_CONFIG;
+use crate::config::{Config, Overflow, QueueConfig};
+use crate::pipeline::FrameQueue;
+use crate::prediction::rfc3339;
+use crate::recording::{Header, RecordingWriter};
+use crate::sensor;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Arguments of `edgeinfer record`.
+#[derive(Args)]
+pub(super) struct RecordArgs {
+    /// Config file (TOML) that defines the sensor.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Id of the sensor to record.
+    #[arg(long)]
+    sensor: String,
+    /// Recording to write (replaced if it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// Stop after this many seconds (otherwise at the end of the input, or on Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+/// Frames waiting for the writer; the sensor waits when the disk falls behind.
+const QUEUE: QueueConfig = QueueConfig {
+    capacity: 64,
+    overflow: Overflow::Block,
+};
+
+pub(super) fn run(args: &RecordArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(err) => {
+            for line in err.lines() {
+                error!("{line}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(sc) = config.sensors.iter().find(|s| s.id == args.sensor) else {
+        let ids: Vec<&str> = config.sensors.iter().map(|s| s.id.as_str()).collect();
+        error!(sensor = %args.sensor, known = ?ids, "No such sensor in the config");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            error!(
+                duration = d,
+                "--duration must be a positive number of seconds"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    let Some(kind) = sc.source.frame_kind() else {
+        error!(sensor = %sc.id, "Cannot tell what kind of frames this sensor produces");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let (source, settings) = match sensor::open(&sc.source) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(sensor = %sc.id, error = %e, "Cannot open the sensor");
+            return ExitCode::FAILURE;
+        }
+    };
+    let header = Header {
+        sensor: sc.id.clone(),
+        kind,
+        source: sc.source.type_name().to_string(),
+        started_at: rfc3339(SystemTime::now()),
+        writer: format!("edgeinfer {}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut writer = match RecordingWriter::create(&args.out, &header) {
+        Ok(w) => w,
+        Err(e) => {
+            error!(error = %e, "Cannot create the recording");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "Cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let queue = FrameQueue::new();
+    let id: Arc<str> = sc.id.as_str().into();
+    let port = queue.port(Arc::clone(&id), QUEUE);
+    let capture = {
+        let (queue, token) = (Arc::clone(&queue), shutdown.clone());
+        std::thread::Builder::new()
+            .name(format!("sensor-{id}"))
+            .spawn(move || {
+                sensor::run_capture(id, source, settings, port, token);
+                queue.close();
+            })
+    };
+    let capture = match capture {
+        Ok(t) => t,
+        Err(e) => {
+            error!(error = %e, "Cannot start the sensor thread");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(sensor = %sc.id, out = %args.out.display(), "Recording");
+
+    let duration = args.duration.map(Duration::from_secs_f64);
+    let stopper = {
+        let (queue, token) = (Arc::clone(&queue), shutdown.clone());
+        runtime.spawn(async move {
+            let deadline = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = super::run::wait_for_signal(token.clone()) => {}
+                _ = deadline => info!("Duration reached"),
+            }
+            token.cancel();
+            queue.close();
+        })
+    };
+    let written = runtime.block_on(async {
+        let queue = Arc::clone(&queue);
+        tokio::task::spawn_blocking(move || {
+            while let Some(frame) = queue.pop() {
+                if let Err(e) = writer.write(&frame) {
+                    warn!(error = %e, "Frame not recorded");
+                }
+            }
+            let (frames, bytes) = (writer.frames(), writer.bytes());
+            writer.finish().map(|()| (frames, bytes))
+        })
+        .await
+    });
+    stopper.abort();
+    shutdown.cancel();
+    let _ = capture.join();
+    match written {
+        Ok(Ok((frames, bytes))) => {
+            info!(frames, bytes, out = %args.out.display(), "Recording written");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            error!(error = %e, "Recording incomplete");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            error!(error = %e, "Recording writer failed");
+            ExitCode::FAILURE
+        }
+    }
+}
