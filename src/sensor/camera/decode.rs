@@ -430,6 +430,34 @@ mod tests {
     }
 
     #[test]
+    fn yuyv_fixed_point_matches_the_exact_formula() {
+        for y in (0..=255u8).step_by(3) {
+            for u in (0..=255u8).step_by(5) {
+                for v in (0..=255u8).step_by(5) {
+                    let img = decode_yuyv(&[y, u, y, v], 2, 1, 4).expect("decodes");
+                    let (c, d, e) = (
+                        f64::from(y) - 16.0,
+                        f64::from(u) - 128.0,
+                        f64::from(v) - 128.0,
+                    );
+                    let want = [
+                        1.164_384 * c + 1.596_027 * e,
+                        1.164_384 * c - 0.391_762 * d - 0.812_968 * e,
+                        1.164_384 * c + 2.017_232 * d,
+                    ]
+                    .map(|x| x.round().clamp(0.0, 255.0) as u8);
+                    for (got, want) in img.get_pixel(0, 0).0.iter().zip(want) {
+                        assert!(
+                            got.abs_diff(want) <= 1,
+                            "YUV ({y},{u},{v}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn yuyv_clamps_out_of_range_values() {
         // Luma above 235 and below 16 saturates; so does strong chroma.
         let img = decode_yuyv(&[255, 128, 0, 128], 2, 1, 4).expect("decodes");
