@@ -96,3 +96,53 @@ impl FrameSource for CameraSource {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PixelFormat;
+
+    fn config(device: &str) -> CameraConfig {
+        CameraConfig {
+            device: device.to_string(),
+            format: PixelFormat::Auto,
+            width: 640,
+            height: 480,
+            fps: Some(15),
+            buffers: 4,
+        }
+    }
+
+    #[test]
+    fn a_missing_device_is_lost_with_a_clear_message() {
+        let mut source = CameraSource::new(config("/dev/video97"));
+        match source.connect() {
+            Err(SensorError::Lost(message)) => assert_eq!(
+                message,
+                "/dev/video97: no such device (is the camera plugged in?)"
+            ),
+            other => panic!("expected Lost, got {other:?}"),
+        }
+        assert!(matches!(source.next_payload(), Err(SensorError::Lost(_))));
+    }
+
+    #[test]
+    fn frames_decode_by_their_negotiated_encoding() {
+        let yuyv = Negotiated {
+            encoding: Encoding::Yuyv,
+            width: 2,
+            height: 1,
+            bytes_per_line: 4,
+        };
+        let img = decode_frame(yuyv, &[235, 128, 16, 128]).expect("decodes");
+        assert_eq!(img.as_raw(), &[255, 255, 255, 0, 0, 0]);
+        let mjpeg = Negotiated {
+            encoding: Encoding::Mjpeg,
+            ..yuyv
+        };
+        assert!(matches!(
+            decode_frame(mjpeg, &[235, 128, 16, 128]),
+            Err(DecodeError::NotJpeg)
+        ));
+    }
+}
