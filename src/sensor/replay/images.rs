@@ -1,6 +1,7 @@
 //! Image replay: a folder of JPEG/PNG files in name order, or one MJPEG file.
 
 use crate::frame::Payload;
+use crate::sensor::camera::decode_mjpeg;
 use crate::sensor::{FrameSource, Next, SensorError};
 use std::path::{Path, PathBuf};
 
@@ -82,14 +83,12 @@ impl FrameSource for ImageReplay {
             Items::Files(files) => std::fs::read(&files[i])
                 .map_err(|e| e.to_string())
                 .and_then(|b| image::load_from_memory(&b).map_err(|e| e.to_string()))
-                .map_err(|e| SensorError::Item(format!("{}: {e}", files[i].display()))),
-            Items::Mjpeg { data, frames } => image::load_from_memory_with_format(
-                &data[frames[i].clone()],
-                image::ImageFormat::Jpeg,
-            )
-            .map_err(|e| SensorError::Item(format!("MJPEG frame {i}: {e}"))),
+                .map_err(|e| SensorError::Item(format!("{}: {e}", files[i].display())))
+                .map(|img| img.into_rgb8()),
+            Items::Mjpeg { data, frames } => decode_mjpeg(&data[frames[i].clone()])
+                .map_err(|e| SensorError::Item(format!("MJPEG frame {i}: {e}"))),
         }?;
-        Ok(Next::frame(Payload::Image(decoded.to_rgb8())))
+        Ok(Next::frame(Payload::Image(decoded)))
     }
 
     fn rewind(&mut self) -> Result<(), SensorError> {
