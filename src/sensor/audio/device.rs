@@ -1,0 +1,537 @@
+//! The cpal side: finding the input device, choosing its stream config, and a capture stream
+//! whose callback converts samples to `f32` and pushes them into a bounded ring.
+//!
+//! cpal streams are not `Send` on every platform, so each stream lives on a small thread of its
+//! own that builds it, plays it and drops it when the `CaptureStream` handle is dropped.
+
+use super::convert::ToUnit;
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{
+    BufferSize, Device, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfigRange,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Longest wait for a device to open before giving up on this attempt.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an audio input could not be opened or went away.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// No input device has the configured name.
+    #[error("no audio input named {name:?}; available inputs: {}", list(available))]
+    NotFound {
+        name: String,
+        available: Vec<String>,
+    },
+    /// No name was configured and the host has no default input.
+    #[error("no default audio input; available inputs: {}", list(available))]
+    NoDefault { available: Vec<String> },
+    /// The device offers nothing usable for the request.
+    #[error("{device}: {message}")]
+    Config { device: String, message: String },
+    /// cpal failed (enumerating, opening, starting or running the stream).
+    #[error("{device}: {message}")]
+    Stream { device: String, message: String },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// What to open.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Device name or id; the default input when `None`.
+    pub device: Option<String>,
+    /// Rate wanted from the device.
+    pub rate: u32,
+    /// Whether `rate` is a must (`device_rate` set) or a preference (`sample_rate`).
+    pub rate_required: bool,
+    /// Channels wanted; any when `None`.
+    pub channels: Option<u16>,
+    /// Ring capacity in milliseconds of audio.
+    pub buffer_ms: u32,
+}
+
+/// The stream that was opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    /// The device's id (for ALSA its PCM name).
+    pub device: String,
+    /// Frames per second delivered.
+    pub rate: u32,
+    /// Interleaved channels per frame.
+    pub channels: u16,
+    /// Sample format on the wire.
+    pub format: SampleFormat,
+}
+
+/// A playing input stream. Samples come out of `ring` interleaved, in whole frames. Dropping
+/// this stops and closes the device.
+pub struct CaptureStream {
+    /// What was opened.
+    pub opened: Opened,
+    ring: rtrb::Consumer<f32>,
+    shared: Arc<Shared>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// State the callbacks share with the sensor thread.
+#[derive(Default)]
+struct Shared {
+    /// Frames dropped because the ring was full.
+    dropped: AtomicU64,
+    /// Set by the error callback: the stream is dead.
+    failed: AtomicBool,
+    /// The error callback's message.
+    error: Mutex<Option<String>>,
+}
+
+impl CaptureStream {
+    /// Opens the device `request` names and starts capturing.
+    pub fn open(request: Request) -> Result<Self, DeviceError> {
+        let shared = Arc::new(Shared::default());
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread_shared = Arc::clone(&shared);
+        let label = request.device.clone().unwrap_or_else(|| "default".into());
+        let thread = std::thread::Builder::new()
+            .name("audio-stream".into())
+            .spawn(move || {
+                let stream = match start(&request, thread_shared) {
+                    Ok((stream, opened, ring)) => {
+                        if ready_tx.send(Ok((opened, ring))).is_err() {
+                            return;
+                        }
+                        stream
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Until the handle is dropped (the sender goes away).
+                let _ = stop_rx.recv();
+                drop(stream);
+            })
+            .map_err(|e| DeviceError::Stream {
+                device: label.clone(),
+                message: format!("cannot start the stream thread: {e}"),
+            })?;
+        match ready_rx.recv_timeout(OPEN_TIMEOUT) {
+            Ok(Ok((opened, ring))) => Ok(Self {
+                opened,
+                ring,
+                shared,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            // The thread is stuck in the driver: leave it; it ends once the driver returns.
+            Err(_) => Err(DeviceError::Stream {
+                device: label,
+                message: format!("did not open within {OPEN_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// Appends up to `max` available samples (whole frames) to `out`; returns how many.
+    pub fn read(&mut self, out: &mut Vec<f32>, max: usize) -> usize {
+        let channels = usize::from(self.opened.channels.max(1));
+        let n = self.ring.slots().min(max) / channels * channels;
+        if n == 0 {
+            return 0;
+        }
+        match self.ring.read_chunk(n) {
+            Ok(chunk) => {
+                let (a, b) = chunk.as_slices();
+                out.extend_from_slice(a);
+                out.extend_from_slice(b);
+                chunk.commit_all();
+                n
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Frames dropped because the ring was full, since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.shared.dropped.swap(0, Ordering::Relaxed)
+    }
+
+    /// The stream's error, once cpal has reported one (the device went away).
+    pub fn failure(&self) -> Option<String> {
+        if !self.shared.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let message = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some(message.unwrap_or_else(|| "stream failed".into()))
+    }
+}
+
+impl Drop for CaptureStream {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+type Started = (cpal::Stream, Opened, rtrb::Consumer<f32>);
+
+/// Runs on the stream thread: finds the device, picks a config, builds and plays the stream.
+fn start(request: &Request, shared: Arc<Shared>) -> Result<Started, DeviceError> {
+    let host = cpal::default_host();
+    let device = find_device(&host, request.device.as_deref())?;
+    let id = device_id(&device);
+    let stream_error = |message: String| DeviceError::Stream {
+        device: id.clone(),
+        message,
+    };
+    let ranges: Vec<SupportedStreamConfigRange> = device
+        .supported_input_configs()
+        .map_err(|e| stream_error(format!("cannot list its configs: {e}")))?
+        .collect();
+    let default = device.default_input_config().ok();
+    let (config, format) =
+        choose_config(&ranges, default.as_ref(), request).map_err(|message| {
+            DeviceError::Config {
+                device: id.clone(),
+                message,
+            }
+        })?;
+    let channels = usize::from(config.channels.max(1));
+    let capacity = (u64::from(request.buffer_ms) * u64::from(config.sample_rate) / 1000)
+        .max(1)
+        .saturating_mul(channels as u64);
+    let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+    let (producer, consumer) = rtrb::RingBuffer::new(capacity);
+    let stream = match format {
+        SampleFormat::I8 => build::<i8>(&device, config, producer, shared),
+        SampleFormat::I16 => build::<i16>(&device, config, producer, shared),
+        SampleFormat::I24 => build::<cpal::I24>(&device, config, producer, shared),
+        SampleFormat::I32 => build::<i32>(&device, config, producer, shared),
+        SampleFormat::U8 => build::<u8>(&device, config, producer, shared),
+        SampleFormat::U16 => build::<u16>(&device, config, producer, shared),
+        SampleFormat::U24 => build::<cpal::U24>(&device, config, producer, shared),
+        SampleFormat::U32 => build::<u32>(&device, config, producer, shared),
+        SampleFormat::F32 => build::<f32>(&device, config, producer, shared),
+        SampleFormat::F64 => build::<f64>(&device, config, producer, shared),
+        other => {
+            return Err(DeviceError::Config {
+                device: id,
+                message: format!("sample format {other} is not supported"),
+            })
+        }
+    }
+    .map_err(|e| stream_error(format!("cannot open the stream: {e}")))?;
+    stream
+        .play()
+        .map_err(|e| stream_error(format!("cannot start the stream: {e}")))?;
+    let opened = Opened {
+        device: id,
+        rate: config.sample_rate,
+        channels: config.channels,
+        format,
+    };
+    Ok((stream, opened, consumer))
+}
+
+/// Builds the input stream. The data callback neither blocks nor allocates: it converts the
+/// whole frames that fit into the ring and counts the frames that do not (dropped: newest first).
+fn build<T: SizedSample + ToUnit + Send + 'static>(
+    device: &Device,
+    config: StreamConfig,
+    mut producer: rtrb::Producer<f32>,
+    shared: Arc<Shared>,
+) -> Result<cpal::Stream, cpal::Error> {
+    let channels = usize::from(config.channels.max(1));
+    let on_error = Arc::clone(&shared);
+    device.build_input_stream::<T, _, _>(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            let frames = data.len() / channels;
+            let fit = frames.min(producer.slots() / channels);
+            if fit > 0 {
+                if let Ok(chunk) = producer.write_chunk_uninit(fit * channels) {
+                    chunk.fill_from_iter(data.iter().map(|s| s.to_unit()));
+                }
+            }
+            if fit < frames {
+                shared
+                    .dropped
+                    .fetch_add((frames - fit) as u64, Ordering::Relaxed);
+            }
+        },
+        move |error| {
+            *on_error.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+            on_error.failed.store(true, Ordering::Release);
+        },
+        None,
+    )
+}
+
+/// The device's id (for ALSA its PCM name), or its display name when it has none.
+fn device_id(device: &Device) -> String {
+    device
+        .id()
+        .map(|id| id.id().to_string())
+        .unwrap_or_else(|_| device.to_string())
+}
+
+/// How a device is listed in errors: its id, and its description when that differs.
+fn device_label(device: &Device) -> String {
+    let id = device_id(device);
+    match device.description() {
+        Ok(d) if d.name() != id => format!("{id} ({})", d.name()),
+        _ => id,
+    }
+}
+
+/// The input device with this id or description name, or the default input.
+fn find_device(host: &cpal::Host, name: Option<&str>) -> Result<Device, DeviceError> {
+    let inputs: Vec<Device> = host
+        .input_devices()
+        .map_err(|e| DeviceError::Stream {
+            device: name.unwrap_or("default").into(),
+            message: format!("cannot list audio inputs: {e}"),
+        })?
+        .collect();
+    let available = || inputs.iter().map(device_label).collect::<Vec<_>>();
+    match name {
+        Some(name) => inputs
+            .iter()
+            .find(|d| device_matches(d, name))
+            .cloned()
+            .ok_or_else(|| DeviceError::NotFound {
+                name: name.into(),
+                available: available(),
+            }),
+        None => host
+            .default_input_device()
+            .ok_or_else(|| DeviceError::NoDefault {
+                available: available(),
+            }),
+    }
+}
+
+fn device_matches(device: &Device, name: &str) -> bool {
+    device.id().is_ok_and(|id| id.id() == name)
+        || device.description().is_ok_and(|d| d.name() == name)
+}
+
+/// Picks the stream config for `request` among the device's `ranges`.
+///
+/// With the channel count (when given) and a supported sample format as hard constraints: a range
+/// that offers the requested rate, the best one by cpal's default ordering (stereo, then mono,
+/// then wider formats); otherwise, unless the rate is required, the device's default config when
+/// it fits, else the range whose rate comes closest. The caller resamples when the rate differs.
+pub fn choose_config(
+    ranges: &[SupportedStreamConfigRange],
+    default: Option<&cpal::SupportedStreamConfig>,
+    request: &Request,
+) -> Result<(StreamConfig, SampleFormat), String> {
+    let usable: Vec<&SupportedStreamConfigRange> = ranges
+        .iter()
+        .filter(|r| is_supported(r.sample_format()))
+        .filter(|r| request.channels.is_none_or(|c| r.channels() == c))
+        .collect();
+    let config = |channels, sample_rate| StreamConfig {
+        channels,
+        sample_rate,
+        buffer_size: BufferSize::Default,
+    };
+    if let Some(best) = usable
+        .iter()
+        .filter(|r| r.contains_rate(request.rate))
+        .max_by(|a, b| a.cmp_default_heuristics(b))
+    {
+        return Ok((config(best.channels(), request.rate), best.sample_format()));
+    }
+    let offered = describe(ranges);
+    if request.rate_required {
+        return Err(format!(
+            "does not offer {} Hz{}; it offers {offered}",
+            request.rate,
+            channels_text(request.channels)
+        ));
+    }
+    if let Some(d) = default {
+        if is_supported(d.sample_format()) && request.channels.is_none_or(|c| d.channels() == c) {
+            return Ok((config(d.channels(), d.sample_rate()), d.sample_format()));
+        }
+    }
+    let distance = |r: &SupportedStreamConfigRange| {
+        let rate = request.rate.clamp(r.min_sample_rate(), r.max_sample_rate());
+        (rate.abs_diff(request.rate), rate)
+    };
+    usable
+        .iter()
+        .min_by(|a, b| {
+            distance(a)
+                .0
+                .cmp(&distance(b).0)
+                .then_with(|| b.cmp_default_heuristics(a))
+        })
+        .map(|r| (config(r.channels(), distance(r).1), r.sample_format()))
+        .ok_or_else(|| {
+            format!(
+                "offers no usable input config{}; it offers {offered}",
+                channels_text(request.channels)
+            )
+        })
+}
+
+fn channels_text(channels: Option<u16>) -> String {
+    channels
+        .map(|c| format!(" with {c} channel(s)"))
+        .unwrap_or_default()
+}
+
+fn describe(ranges: &[SupportedStreamConfigRange]) -> String {
+    if ranges.is_empty() {
+        return "nothing".into();
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .take(8)
+        .map(|r| {
+            format!(
+                "{}ch {} {}-{} Hz",
+                r.channels(),
+                r.sample_format(),
+                r.min_sample_rate(),
+                r.max_sample_rate()
+            )
+        })
+        .collect();
+    let more = ranges.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn is_supported(format: SampleFormat) -> bool {
+    matches!(
+        format,
+        SampleFormat::I8
+            | SampleFormat::I16
+            | SampleFormat::I24
+            | SampleFormat::I32
+            | SampleFormat::U8
+            | SampleFormat::U16
+            | SampleFormat::U24
+            | SampleFormat::U32
+            | SampleFormat::F32
+            | SampleFormat::F64
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpal::SupportedBufferSize;
+
+    fn range(
+        channels: u16,
+        min: u32,
+        max: u32,
+        format: SampleFormat,
+    ) -> SupportedStreamConfigRange {
+        SupportedStreamConfigRange::new(channels, min, max, SupportedBufferSize::Unknown, format)
+    }
+
+    fn request(rate: u32, required: bool, channels: Option<u16>) -> Request {
+        Request {
+            device: None,
+            rate,
+            rate_required: required,
+            channels,
+            buffer_ms: 100,
+        }
+    }
+
+    #[test]
+    fn the_requested_rate_is_taken_when_offered() {
+        let ranges = [
+            range(2, 44_100, 44_100, SampleFormat::I16),
+            range(1, 8_000, 48_000, SampleFormat::I16),
+            range(1, 8_000, 48_000, SampleFormat::F32),
+        ];
+        let (config, format) = choose_config(&ranges, None, &request(16_000, false, None)).unwrap();
+        assert_eq!((config.channels, config.sample_rate), (1, 16_000));
+        assert_eq!(format, SampleFormat::F32);
+    }
+
+    #[test]
+    fn channels_are_a_hard_constraint() {
+        let ranges = [
+            range(1, 8_000, 48_000, SampleFormat::F32),
+            range(2, 44_100, 44_100, SampleFormat::I16),
+        ];
+        let (config, format) =
+            choose_config(&ranges, None, &request(16_000, false, Some(2))).unwrap();
+        assert_eq!((config.channels, config.sample_rate), (2, 44_100));
+        assert_eq!(format, SampleFormat::I16);
+        let err = choose_config(&ranges, None, &request(16_000, false, Some(4))).unwrap_err();
+        assert!(err.contains("4 channel"), "{err}");
+    }
+
+    #[test]
+    fn the_default_config_is_used_when_the_rate_is_not_offered() {
+        let ranges = [
+            range(2, 48_000, 48_000, SampleFormat::I32),
+            range(2, 44_100, 44_100, SampleFormat::I16),
+        ];
+        let default = range(2, 48_000, 48_000, SampleFormat::I32).with_sample_rate(48_000);
+        let (config, format) =
+            choose_config(&ranges, Some(&default), &request(16_000, false, None)).unwrap();
+        assert_eq!(config.sample_rate, 48_000);
+        assert_eq!(format, SampleFormat::I32);
+        // Without a default, the closest rate.
+        let (config, _) = choose_config(&ranges, None, &request(16_000, false, None)).unwrap();
+        assert_eq!(config.sample_rate, 44_100);
+    }
+
+    #[test]
+    fn a_required_rate_that_is_not_offered_is_an_error() {
+        let ranges = [range(1, 44_100, 44_100, SampleFormat::I16)];
+        let err = choose_config(&ranges, None, &request(48_000, true, None)).unwrap_err();
+        assert!(
+            err.contains("48000 Hz") && err.contains("1ch i16 44100-44100 Hz"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_formats_are_skipped() {
+        let ranges = [
+            range(1, 16_000, 16_000, SampleFormat::DsdU8),
+            range(1, 16_000, 16_000, SampleFormat::U8),
+        ];
+        let (_, format) = choose_config(&ranges, None, &request(16_000, false, None)).unwrap();
+        assert_eq!(format, SampleFormat::U8);
+        let err = choose_config(&ranges[..1], None, &request(16_000, false, None)).unwrap_err();
+        assert!(err.contains("no usable"), "{err}");
+    }
+}
