@@ -11,6 +11,9 @@ reproducible:
   models/vibration.onnx  features [1,3]   -> logits [1,2]  threshold MLP
   models/echo.onnx       x [1,n]          -> y [1,n]       identity: shows exactly what a
                                                            sensor handed to the model
+  models/busy.onnx       x [1,3]          -> y [1,1]       deliberately slow (a chain of
+                                                           256x256 matrix products), for
+                                                           back-pressure tests
 
 Each model is written together with a `.labels` file (one label per line, in
 logit order). After writing, every model is validated with onnx.checker and
@@ -245,6 +248,50 @@ def build_echo() -> onnx.ModelProto:
     return _model(graph, "Echo model for end-to-end tests of sensors and pre-processing.")
 
 
+BUSY_SIZE = 256
+BUSY_STEPS = 32
+
+
+def build_busy() -> onnx.ModelProto:
+    """A few hundred MFLOP of matrix products on a tiny input, so that inference is the bottleneck.
+
+    The weight matrix is computed in the graph from a Range (sin of its index), so the file stays
+    a few hundred bytes; runtimes fold it into a constant at load time.
+    """
+    n = BUSY_SIZE
+    c = lambda name, arr: numpy_helper.from_array(np.asarray(arr), name)  # noqa: E731
+    init = [
+        c("start", np.array(0.0, np.float32)),
+        c("limit", np.array(float(n * n), np.float32)),
+        c("delta", np.array(1.0, np.float32)),
+        c("scale", np.array(1.0 / math.sqrt(n), np.float32)),
+        c("square", np.array([n, n], np.int64)),
+        c("spread", np.ones((3, n), np.float32)),
+        c("column", np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape(n, 1)),
+    ]
+    nodes = [
+        helper.make_node("Range", ["start", "limit", "delta"], ["idx"]),
+        helper.make_node("Sin", ["idx"], ["wave"]),
+        helper.make_node("Mul", ["wave", "scale"], ["wave_scaled"]),
+        helper.make_node("Reshape", ["wave_scaled", "square"], ["w"]),
+        helper.make_node("MatMul", ["x", "spread"], ["x_row"]),  # [1, n]
+        helper.make_node("Mul", ["column", "x_row"], ["h0"]),  # [n, n]
+    ]
+    for i in range(BUSY_STEPS):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("ReduceMean", [f"h{BUSY_STEPS}"], ["y"], keepdims=1))
+    graph = helper.make_graph(
+        nodes,
+        "busy",
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=init,
+    )
+    graph.doc_string = f"{BUSY_STEPS} products of {n}x{n} matrices; output is a mean, of no meaning."
+    return _model(graph, "Deliberately slow model for back-pressure tests.")
+
+
 # --------------------------------------------------------------------------
 
 
@@ -299,6 +346,7 @@ def main() -> int:
         "tone": (build_tone(), TONE_LABELS),
         "vibration": (build_vibration(), VIBRATION_LABELS),
         "echo": (build_echo(), None),
+        "busy": (build_busy(), None),
     }
     for name, (model, labels) in models.items():
         onnx.checker.check_model(model, full_check=True)

@@ -3,7 +3,8 @@
 # tests in release mode (tract is much slower unoptimised, and some of its debug-only graph checks
 # reject models that release builds run correctly).
 #
-# Needs: mosquitto (the tests start their own on a free loopback port) and Python with the
+# Needs: mosquitto (the tests start their own on a free loopback port), socat (serial pty pairs),
+# ffmpeg (camera decoder fixtures), sox and espeak-ng (audio fixtures), and Python with the
 # packages in scripts/requirements.txt (onnxruntime is the reference the tests compare against, and
 # its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
 # Extra arguments go to `cargo test`.
@@ -13,6 +14,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] ||
   missing+=("mosquitto: sudo apt-get install -y mosquitto")
+for tool in socat ffmpeg sox espeak-ng; do
+  command -v "$tool" >/dev/null || missing+=("$tool: sudo apt-get install -y $tool")
+done
 "${PYTHON:-python3}" -c "import onnxruntime, numpy" 2>/dev/null ||
   missing+=("onnxruntime, numpy: pip install -r scripts/requirements.txt")
 if [ ${#missing[@]} -gt 0 ]; then

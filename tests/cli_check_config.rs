@@ -127,3 +127,34 @@ fn run_refuses_an_invalid_config_with_exit_2_and_a_missing_file_cleanly() {
     assert_eq!(code, 2);
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn every_sensor_type_has_an_example_config_that_check_config_accepts() {
+    let mut files = vec![repo("config/demo.toml")];
+    let mut examples: Vec<_> = std::fs::read_dir(repo("config/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    examples.sort();
+    files.extend(examples);
+    let mut types = std::collections::BTreeSet::new();
+    for file in &files {
+        let (code, stdout, stderr) = edgeinfer(&["check-config", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}:\n{stdout}{stderr}", file.display());
+        let config: toml::Table = std::fs::read_to_string(file).unwrap().parse().unwrap();
+        for sensor in config["sensors"].as_array().unwrap() {
+            types.insert(sensor["type"].as_str().unwrap().to_string());
+        }
+    }
+    let all = [
+        "audio",
+        "camera",
+        "image_replay",
+        "line_replay",
+        "recording",
+        "serial",
+        "wav_replay",
+    ];
+    assert_eq!(types, all.iter().map(|t| t.to_string()).collect());
+}

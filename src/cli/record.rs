@@ -1,4 +1,4 @@
-//! `edgeinfer record --config FILE --sensor ID --out FILE [--duration S]`: store a sensor's frames
+//! `edgeinfer record --config FILE --sensor ID --out FILE [--duration S] [--frames N]`: store a sensor's frames
 //! with their timing, to replay later through any model (`type = "recording"`).
 
 use super::EXIT_CONFIG;
@@ -30,6 +30,9 @@ pub(super) struct RecordArgs {
     /// Stop after this many seconds (otherwise at the end of the input, or on Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
 }
 
 /// Frames waiting for the writer; the sensor waits when the disk falls behind.
@@ -138,14 +141,17 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
             queue.close();
         })
     };
+    let limit = args.frames.unwrap_or(u64::MAX);
     let written = runtime.block_on(async {
-        let queue = Arc::clone(&queue);
+        let (queue, token) = (Arc::clone(&queue), shutdown.clone());
         tokio::task::spawn_blocking(move || {
-            while let Some(frame) = queue.pop() {
+            while writer.frames() < limit {
+                let Some(frame) = queue.pop() else { break };
                 if let Err(e) = writer.write(&frame) {
                     warn!(error = %e, "Frame not recorded");
                 }
             }
+            token.cancel();
             let (frames, bytes) = (writer.frames(), writer.bytes());
             writer.finish().map(|()| (frames, bytes))
         })

@@ -155,6 +155,7 @@ impl Consumer {
         let mut opts = MqttOptions::new(format!("test-consumer-{port}"), "127.0.0.1", port);
         opts.set_clean_session(false);
         opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut connection) = Client::new(opts, 100);
         let thread = {
             let (messages, stop, subscribed) = (messages.clone(), stop.clone(), subscribed.clone());
@@ -312,6 +313,10 @@ impl Daemon {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The log is complete once the reader has seen the pipe close.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() > end {
@@ -432,7 +437,8 @@ pub fn outbox_stats(dir: &Path) -> edgeinfer::outbox::OutboxStats {
 }
 
 /// Runs the daemon until its sensors reach the end of their input, stops it with SIGTERM and
-/// returns its log; panics if it does not get there or exits badly.
+/// returns its whole log (shutdown totals included); panics if it does not get there or exits
+/// badly.
 pub fn run_to_end(config: &Path) -> String {
     let daemon = Daemon::start(config);
     assert!(
@@ -441,8 +447,9 @@ pub fn run_to_end(config: &Path) -> String {
         "{}",
         daemon.log()
     );
-    let log = daemon.log();
+    let lines = daemon.lines.clone();
     let status = daemon.terminate(Duration::from_secs(10));
+    let log = lines.lock().unwrap().join("\n");
     assert!(status.success(), "{log}");
     log
 }
