@@ -13,11 +13,9 @@ mod support;
 
 use serde_json::Value;
 use std::f64::consts::TAU;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use support::*;
 
 /// Name of the test PCM, as the daemon's config names it.
@@ -78,78 +76,6 @@ reconnect_max_ms = 1000
     write_config(dir, "edgeinfer.toml", &body)
 }
 
-/// The daemon as a child process with `ALSA_CONFIG_PATH` set, its log lines collected.
-struct AudioDaemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl AudioDaemon {
-    fn start(config: &Path, alsa: &Path) -> AudioDaemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "edgeinfer=debug")
-            .env("ALSA_CONFIG_PATH", alsa)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("EDGEINFER_TEST_ECHO").is_some() {
-                    eprintln!("daemon: {line}");
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        AudioDaemon { child, lines }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn count_lines(&self, needle: &str) -> usize {
-        let lines = self.lines.lock().unwrap();
-        lines.iter().filter(|l| l.contains(needle)).count()
-    }
-
-    /// SIGTERM once running; asserts a clean exit within 20 s.
-    fn terminate(mut self) {
-        assert!(
-            wait_until(Duration::from_secs(20), || self.count_lines("Running") > 0),
-            "daemon never reported Running:\n{}",
-            self.log()
-        );
-        signal(self.child.id(), "TERM");
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}:\n{}", self.log());
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon did not exit after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for AudioDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the daemon until windows `0..count` are stored, stops it, and returns those windows by
 /// frame sequence number: the ones published to `consumer` and the ones still in the outbox.
 ///
@@ -161,7 +87,7 @@ fn run_for_windows(
     consumer: &Consumer,
     count: u64,
 ) -> (Vec<(u64, Vec<f32>)>, String) {
-    let daemon = AudioDaemon::start(config, alsa);
+    let daemon = Daemon::start_with_env(config, &[("ALSA_CONFIG_PATH", alsa)]);
     let last = format!("frame={} ", count - 1);
     let stored = wait_until(Duration::from_secs(90), || {
         daemon
@@ -173,7 +99,7 @@ fn run_for_windows(
     });
     let log = daemon.log();
     assert!(stored, "window {} never stored:\n{log}", count - 1);
-    daemon.terminate();
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
     let dir = config.parent().unwrap();
     let outbox = edgeinfer::outbox::Outbox::open(
         &dir.join("state/outbox"),
@@ -387,7 +313,7 @@ fn an_unknown_device_is_retried_with_the_available_inputs_listed() {
         512,
         "device = \"no_such_mic\"\nsample_rate = 16000\nhop = 512",
     );
-    let daemon = AudioDaemon::start(&config, &alsa);
+    let daemon = Daemon::start_with_env(&config, &[("ALSA_CONFIG_PATH", &alsa)]);
     // The capture loop retries (500 ms, then 1 s): a second attempt shows it is not fatal.
     let retried = wait_until(Duration::from_secs(20), || {
         daemon.count_lines("Sensor unavailable; will retry") >= 2
@@ -404,5 +330,5 @@ fn an_unknown_device_is_retried_with_the_available_inputs_listed() {
         line.contains(&format!("available inputs: {PCM} (edgeinfer test input)")),
         "{line}"
     );
-    daemon.terminate();
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
 }

@@ -50,26 +50,14 @@ broker = "{broker}"
     let config = write_config(dir.path(), "fast.toml", &body);
     let log = run_to_end(&config);
 
-    let totals = log
-        .lines()
-        .find(|l| l.contains("Sensor totals"))
-        .unwrap_or_else(|| panic!("{log}"));
-    let count = |key: &str| -> u64 {
-        let i = totals.find(&format!(" {key}=")).unwrap() + key.len() + 2;
-        totals[i..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let count = |key: &str| sensor_total(&log, "fast", key);
     let (captured, dropped, inferred) = (count("captured"), count("dropped"), count("inferred"));
-    assert_eq!(captured, 8000, "{totals}");
-    assert_eq!(count("errors"), 0, "{totals}");
-    assert_eq!(dropped, captured - inferred, "{totals}");
+    assert_eq!(captured, 8000, "{log}");
+    assert_eq!(count("errors"), 0, "{log}");
+    assert_eq!(dropped, captured - inferred, "{log}");
     assert!(
         captured >= 5 * inferred,
-        "the sensor was not much faster than the model: {totals}"
+        "the sensor was not much faster than the model:\n{log}"
     );
 
     assert!(wait_until(Duration::from_secs(20), || consumer.count()

@@ -94,21 +94,6 @@ fn echoed(consumer: &Consumer) -> Vec<usize> {
         .collect()
 }
 
-/// The "Sensor totals" counter `key` the daemon logged for `sensor` at shutdown.
-fn total(log: &str, sensor: &str, key: &str) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains("Sensor totals") && l.contains(&format!("sensor={sensor}")))
-        .unwrap_or_else(|| panic!("no totals for {sensor}:\n{log}"));
-    let at = line.find(&format!(" {key}=")).unwrap() + key.len() + 2;
-    line[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn every_record_arrives_garbage_is_counted_and_a_hang_up_is_survived() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +219,15 @@ broker = "{broker}"
     assert!(daemon.terminate(Duration::from_secs(10)).success());
     pty.stop();
     let log = lines.lock().unwrap().join("\n");
-    assert_eq!(total(&log, "uart0", "errors"), garbage + long, "{log}");
-    assert_eq!(total(&log, "uart0", "dropped"), 0, "{log}");
-    assert_eq!(total(&log, "uart0", "inferred"), want.len() as u64, "{log}");
+    assert_eq!(
+        sensor_total(&log, "uart0", "errors"),
+        garbage + long,
+        "{log}"
+    );
+    assert_eq!(sensor_total(&log, "uart0", "dropped"), 0, "{log}");
+    assert_eq!(
+        sensor_total(&log, "uart0", "inferred"),
+        want.len() as u64,
+        "{log}"
+    );
 }

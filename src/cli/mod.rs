@@ -63,6 +63,26 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Loads and validates a config, logging every problem; the error is the exit status to return.
+fn load_config(path: &std::path::Path) -> Result<crate::config::Config, ExitCode> {
+    crate::config::Config::load(path).map_err(|err| {
+        for line in err.lines() {
+            tracing::error!("{line}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Builds a tokio runtime, logging why it could not be built.
+fn build_runtime(
+    builder: &mut tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        tracing::error!(error = %e, "Cannot start the async runtime");
+        ExitCode::FAILURE
+    })
+}
+
 fn init_tracing() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;

@@ -2,7 +2,7 @@
 //! with their timing, to replay later through any model (`type = "recording"`).
 
 use super::EXIT_CONFIG;
-use crate::config::{Config, Overflow, QueueConfig};
+use crate::config::{Overflow, QueueConfig};
 use crate::pipeline::FrameQueue;
 use crate::prediction::rfc3339;
 use crate::recording::{Header, RecordingWriter};
@@ -42,14 +42,9 @@ const QUEUE: QueueConfig = QueueConfig {
 };
 
 pub(super) fn run(args: &RecordArgs) -> ExitCode {
-    let config = match Config::load(&args.config) {
+    let config = match super::load_config(&args.config) {
         Ok(c) => c,
-        Err(err) => {
-            for line in err.lines() {
-                error!("{line}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let Some(sc) = config.sensors.iter().find(|s| s.id == args.sensor) else {
         let ids: Vec<&str> = config.sensors.iter().map(|s| s.id.as_str()).collect();
@@ -91,15 +86,9 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::build_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "Cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let shutdown = CancellationToken::new();
     let queue = FrameQueue::new();

@@ -1,7 +1,5 @@
 //! `edgeinfer run --config FILE`: the daemon.
 
-use super::EXIT_CONFIG;
-use crate::config::Config;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,27 +7,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 pub(super) fn run(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let config = match super::load_config(path) {
         Ok(c) => c,
-        Err(err) => {
-            for line in err.lines() {
-                error!("{line}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // Inference and sensors have their own threads; the reactor only does I/O and timers.
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "Cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Inference and sensors have their own threads; the reactor only does I/O and timers.
+    let runtime =
+        match super::build_runtime(tokio::runtime::Builder::new_multi_thread().worker_threads(2)) {
+            Ok(rt) => rt,
+            Err(code) => return code,
+        };
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
         tokio::spawn(wait_for_signal(shutdown.clone()));

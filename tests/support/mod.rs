@@ -239,11 +239,17 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the daemon.
+    pub fn start_with_env(config: &Path, env: &[(&str, &Path)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
             .arg("run")
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "edgeinfer=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -452,4 +458,23 @@ pub fn run_to_end(config: &Path) -> String {
     let log = lines.lock().unwrap().join("\n");
     assert!(status.success(), "{log}");
     log
+}
+
+/// The counter `key` of the "Sensor totals" line a stopped daemon logged for `sensor`.
+pub fn sensor_total(log: &str, sensor: &str, key: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("Sensor totals") && l.contains(&format!("sensor={sensor} ")))
+        .unwrap_or_else(|| panic!("no totals for {sensor}:\n{log}"));
+    let at = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 2;
+    line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }

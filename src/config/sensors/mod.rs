@@ -259,14 +259,6 @@ impl SourceConfig {
         }
     }
 
-    /// Whether frames come from hardware that may be missing or go away (retried, never fatal).
-    pub fn is_live(&self) -> bool {
-        matches!(
-            self,
-            SourceConfig::Camera(_) | SourceConfig::Audio(_) | SourceConfig::Serial(_)
-        )
-    }
-
     /// Frames per second, or `None` for as fast as the pipeline takes them.
     pub fn rate(&self) -> Option<f64> {
         match self {
