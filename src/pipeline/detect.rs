@@ -1,6 +1,6 @@
 //! Detection post-processing: candidate boxes → score threshold → per-class NMS → boxes in [0, 1].
 
-use super::postprocess::values_f32;
+use super::postprocess::{values_f32, with_values_f32};
 use super::PipelineError;
 use crate::config::{BoxFormat, DetectConfig, DetectFormat};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,34 @@ pub fn decode_yolo(
     if width <= first_class {
         return Err(format!("rows of {width} values leave no class scores"));
     }
+    if data.len() != n * width {
+        return Err(format!(
+            "output holds {} values, shape {shape:?} needs {}",
+            data.len(),
+            n * width
+        ));
+    }
+    let classes = width - first_class;
+    // Best class and its score per row, read in memory order for either layout.
+    let mut best: Vec<(usize, f32)> = vec![(0, f32::NEG_INFINITY); n];
+    if transposed {
+        for (class, scores) in data[first_class * n..].chunks_exact(n).enumerate() {
+            for (b, &s) in best.iter_mut().zip(scores) {
+                if s > b.1 {
+                    *b = (class, s);
+                }
+            }
+        }
+    } else {
+        for (b, row) in best.iter_mut().zip(data.chunks_exact(width)) {
+            for (class, &s) in row[first_class..].iter().enumerate() {
+                if s > b.1 {
+                    *b = (class, s);
+                }
+            }
+        }
+    }
+    debug_assert!(classes > 0);
     let at = |row: usize, col: usize| {
         if transposed {
             data[col * n + row]
@@ -92,14 +120,11 @@ pub fn decode_yolo(
         }
     };
     let mut out = Vec::new();
-    for row in 0..n {
+    for (row, &(class, best)) in best.iter().enumerate() {
         let obj = if objectness { at(row, 4) } else { 1.0 };
         if obj < threshold {
             continue;
         }
-        let (class, best) = (first_class..width)
-            .map(|c| (c - first_class, at(row, c)))
-            .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
         let score = obj * best;
         if score >= threshold {
             let b = [at(row, 0), at(row, 1), at(row, 2), at(row, 3)];
@@ -131,14 +156,15 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 pub fn nms(mut candidates: Vec<Candidate>, threshold: f32, max: usize) -> Vec<Candidate> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Candidate> = Vec::new();
+    // Kept boxes by class: a candidate is compared with its own class only.
+    let mut kept_by_class: std::collections::HashMap<usize, Vec<[f32; 4]>> = Default::default();
     for c in candidates {
         if kept.len() >= max {
             break;
         }
-        if kept
-            .iter()
-            .all(|k| k.class != c.class || iou(&k.corners, &c.corners) <= threshold)
-        {
+        let same_class = kept_by_class.entry(c.class).or_default();
+        if same_class.iter().all(|k| iou(k, &c.corners) <= threshold) {
+            same_class.push(c.corners);
             kept.push(c);
         }
     }
@@ -202,14 +228,16 @@ impl Detector {
         let candidates = match c.format {
             DetectFormat::Yolo => {
                 let t = get(0)?;
-                decode_yolo(
-                    &values_f32(t)?,
-                    t.shape(),
-                    c.objectness,
-                    c.transposed,
-                    c.box_format.unwrap_or(BoxFormat::Cxcywh),
-                    c.score_threshold,
-                )
+                with_values_f32(t, |values| {
+                    decode_yolo(
+                        values,
+                        t.shape(),
+                        c.objectness,
+                        c.transposed,
+                        c.box_format.unwrap_or(BoxFormat::Cxcywh),
+                        c.score_threshold,
+                    )
+                })?
                 .map_err(PipelineError::Frame)?
             }
             DetectFormat::Boxes => self.decode_box_outputs(

@@ -6,7 +6,7 @@ use crate::config::{ChannelOrder, ImagePreprocess, Layout, PreprocessConfig};
 use crate::frame::Payload;
 use image::imageops::{self, FilterType as ImageFilter};
 use image::RgbImage;
-use tract_onnx::prelude::{DatumType, Tensor};
+use tract_onnx::prelude::{tract_ndarray, DatumType, Tensor};
 
 /// Turns payloads into the model's input tensor.
 #[derive(Debug, Clone)]
@@ -159,7 +159,10 @@ impl Preprocessor {
                 )))
             }
         };
-        Tensor::from_shape(&self.shape, &data).map_err(|e| PipelineError::Frame(e.to_string()))
+        // Moves the buffer into the tensor (no copy of a possibly large input).
+        tract_ndarray::ArrayD::from_shape_vec(self.shape.as_slice(), data)
+            .map(Tensor::from)
+            .map_err(|e| PipelineError::Frame(e.to_string()))
     }
 }
 
