@@ -6,6 +6,7 @@ use crate::mqtt::Uplink;
 use crate::outbox::{Outbox, OutboxError};
 use crate::pipeline::{FrameQueue, PipelineError, Postprocessor, Preprocessor, Worker};
 use crate::sensor::{self, SensorError};
+use crate::service::{self, Heartbeat, Notifier};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +55,15 @@ pub enum StartError {
 
 /// Runs the daemon until `shutdown` is cancelled, then stops in order: sensors, workers (finishing
 /// frames already queued), uplink (which may still publish what the workers stored), outbox flush.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+///
+/// With a service manager's `notifier`, it reports `READY=1` once models are loaded and sensors
+/// opened, keeps `STATUS=` current, pings the watchdog while the pipeline makes progress, and
+/// reports `STOPPING=1` on the way out.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    notifier: Option<Arc<Notifier>>,
+) -> Result<(), StartError> {
     let data_dir = config.device.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
@@ -132,8 +141,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 
     let mut workers = Vec::new();
     let mut queues = Vec::new();
+    let mut heartbeats = Vec::new();
     for (id, (model, pre, post, queue)) in models {
         queues.push(Arc::clone(&queue));
+        let heartbeat = Arc::new(Heartbeat::default());
+        heartbeats.push((id.clone(), Arc::clone(&heartbeat)));
         let worker = Worker {
             device: config.device.id.clone(),
             model,
@@ -143,6 +155,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             outbox: Arc::clone(&outbox),
             stats: stats_by_model.remove(&id).unwrap_or_default(),
             log_predictions: config.device.log_predictions,
+            heartbeat,
         };
         workers.push(worker.spawn()?);
     }
@@ -183,9 +196,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         sensors = config.sensors.len(),
         "Running"
     );
+    let supervisor = notifier.as_ref().map(|n| {
+        n.send(&format!(
+            "READY=1\nSTATUS=Running: {} models, {} sensors",
+            config.models.len(),
+            config.sensors.len()
+        ));
+        if let Some(timeout) = n.watchdog() {
+            info!(
+                timeout_ms = timeout.as_millis() as u64,
+                "Service watchdog enabled"
+            );
+        }
+        tokio::spawn(service::supervise(
+            Arc::clone(n),
+            heartbeats,
+            all_stats.iter().map(|(_, s)| Arc::clone(s)).collect(),
+            Arc::clone(&outbox),
+            shutdown.clone(),
+        ))
+    });
 
     shutdown.cancelled().await;
     info!("Shutting down");
+    if let Some(n) = &notifier {
+        n.send("STOPPING=1\nSTATUS=Stopping: draining queued frames");
+    }
+    if let Some(task) = supervisor {
+        let _ = task.await;
+    }
     for q in &queues {
         q.close();
     }

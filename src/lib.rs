@@ -13,3 +13,4 @@ pub mod pipeline;
 pub mod prediction;
 pub mod recording;
 pub mod sensor;
+pub mod service;

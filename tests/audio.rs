@@ -87,7 +87,7 @@ fn run_for_windows(
     consumer: &Consumer,
     count: u64,
 ) -> (Vec<(u64, Vec<f32>)>, String) {
-    let daemon = Daemon::start_with_env(config, &[("ALSA_CONFIG_PATH", alsa)]);
+    let daemon = Daemon::start_with_env(config, &[("ALSA_CONFIG_PATH", alsa.as_os_str())]);
     let last = format!("frame={} ", count - 1);
     let stored = wait_until(Duration::from_secs(90), || {
         daemon
@@ -313,7 +313,7 @@ fn an_unknown_device_is_retried_with_the_available_inputs_listed() {
         512,
         "device = \"no_such_mic\"\nsample_rate = 16000\nhop = 512",
     );
-    let daemon = Daemon::start_with_env(&config, &[("ALSA_CONFIG_PATH", &alsa)]);
+    let daemon = Daemon::start_with_env(&config, &[("ALSA_CONFIG_PATH", alsa.as_os_str())]);
     // The capture loop retries (500 ms, then 1 s): a second attempt shows it is not fatal.
     let retried = wait_until(Duration::from_secs(20), || {
         daemon.count_lines("Sensor unavailable; will retry") >= 2

@@ -1,10 +1,13 @@
 //! `edgeinfer run --config FILE`: the daemon.
 
+use crate::config::Config;
+use crate::service::Notifier;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub(super) fn run(path: &Path) -> ExitCode {
     let config = match super::load_config(path) {
@@ -18,9 +21,10 @@ pub(super) fn run(path: &Path) -> ExitCode {
             Err(code) => return code,
         };
     let shutdown = CancellationToken::new();
+    let notifier = Notifier::from_env().map(Arc::new);
     let result = runtime.block_on(async {
         tokio::spawn(wait_for_signal(shutdown.clone()));
-        crate::app::run(config, shutdown).await
+        serve(path, config, shutdown, notifier).await
     });
     // A sensor or worker stuck past the stop timeout must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -33,6 +37,69 @@ pub(super) fn run(path: &Path) -> ExitCode {
             error!(error = %e, "Cannot start");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs the daemon until `shutdown`. On SIGHUP the config file is read and validated again: a
+/// valid one replaces the running daemon (queued frames drained, outbox flushed, then a fresh
+/// start on the new config); an invalid one is reported, every error of it, and the daemon keeps
+/// running on the config it has.
+async fn serve(
+    path: &Path,
+    mut config: Config,
+    shutdown: CancellationToken,
+    notifier: Option<Arc<Notifier>>,
+) -> Result<(), crate::app::StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "Cannot watch SIGHUP; reloading is disabled");
+            None
+        }
+    };
+    loop {
+        let generation = shutdown.child_token();
+        let mut app = tokio::spawn(crate::app::run(
+            config.clone(),
+            generation.clone(),
+            notifier.clone(),
+        ));
+        let next = loop {
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = &mut app => {
+                    return result.unwrap_or_else(|e| Err(crate::app::StartError::Thread(std::io::Error::other(e))));
+                }
+                _ = hangup => {}
+            }
+            info!(config = %path.display(), "SIGHUP: reloading the configuration");
+            match Config::load(path) {
+                Ok(next) => break next,
+                Err(err) => {
+                    for line in err.lines() {
+                        error!("{line}");
+                    }
+                    warn!("The new configuration is invalid; keeping the current one");
+                }
+            }
+        };
+        if let Some(n) = &notifier {
+            n.send("RELOADING=1\nSTATUS=Reloading the configuration");
+        }
+        generation.cancel();
+        match app.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(crate::app::StartError::Thread(std::io::Error::other(e))),
+        }
+        info!("Configuration reloaded; starting again");
+        config = next;
     }
 }
 

@@ -5,6 +5,7 @@ use crate::frame::Frame;
 use crate::model::{LoadedModel, RecurrentState};
 use crate::outbox::{Appended, Outbox};
 use crate::prediction::{rfc3339, Prediction};
+use crate::service::Heartbeat;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,7 +30,13 @@ pub struct Worker {
     pub stats: HashMap<Arc<str>, Arc<SensorStats>>,
     /// Log each prediction at INFO rather than DEBUG.
     pub log_predictions: bool,
+    /// Progress, for the service watchdog.
+    pub heartbeat: Arc<Heartbeat>,
 }
+
+/// Test hook: the worker hangs for good after this many frames, as a deadlocked model run or
+/// outbox write would (the watchdog must then stop its pings). Never set in production.
+const HANG_HOOK: &str = "EDGEINFER_TEST_HANG_AFTER_FRAMES";
 
 /// A running worker thread.
 pub struct WorkerHandle {
@@ -53,7 +60,19 @@ impl Worker {
         debug!(model = %self.model.id, "Inference worker started");
         // Recurrent model state is kept per sensor: two microphones are two streams.
         let mut states: HashMap<Arc<str>, RecurrentState> = HashMap::new();
+        let hang_after = std::env::var(HANG_HOOK)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut frames = 0u64;
         while let Some(frame) = self.queue.pop() {
+            self.heartbeat.busy();
+            frames += 1;
+            if hang_after.is_some_and(|n| frames > n) {
+                warn!(model = %self.model.id, "{HANG_HOOK} reached: this worker now hangs");
+                loop {
+                    std::thread::park();
+                }
+            }
             let stats = self.stats.get(&frame.sensor).cloned();
             let state = states
                 .entry(Arc::clone(&frame.sensor))
@@ -71,6 +90,7 @@ impl Worker {
                     }
                 }
             }
+            self.heartbeat.idle();
         }
         debug!(model = %self.model.id, "Inference worker stopped");
     }

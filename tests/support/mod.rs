@@ -243,7 +243,7 @@ impl Daemon {
     }
 
     /// Like `start`, with extra environment variables for the daemon.
-    pub fn start_with_env(config: &Path, env: &[(&str, &Path)]) -> Daemon {
+    pub fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
             .arg("run")
             .arg("--config")
@@ -272,6 +272,10 @@ impl Daemon {
             lines,
             reader: Some(reader),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
