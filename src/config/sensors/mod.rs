@@ -241,7 +241,7 @@ impl SourceConfig {
             | SourceConfig::Recording(_) => (4, Overflow::Block),
             SourceConfig::Camera(_) => (1, Overflow::DropOldest),
             SourceConfig::Audio(_) => (8, Overflow::DropOldest),
-            SourceConfig::Serial(_) => (64, Overflow::DropOldest),
+            SourceConfig::Serial(_) => (256, Overflow::DropOldest),
         };
         QueueConfig { capacity, overflow }
     }
