@@ -1,6 +1,7 @@
 //! Builds the daemon from a `Config` and runs it until shutdown.
 
 use crate::config::{Config, SourceConfig};
+use crate::metrics;
 use crate::model::{LoadedModel, ModelError};
 use crate::mqtt::Uplink;
 use crate::outbox::{Outbox, OutboxError};
@@ -51,6 +52,13 @@ pub enum StartError {
     /// The MQTT settings are unusable.
     #[error("mqtt: {0}")]
     Mqtt(String),
+    /// The metrics endpoint cannot listen.
+    #[error("metrics: cannot listen on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then stops in order: sensors, workers (finishing
@@ -77,6 +85,17 @@ pub async fn run(
         max_bytes = backlog.max_bytes,
         "Outbox opened"
     );
+
+    // Bound before anything starts, so a port in use fails start-up cleanly.
+    let metrics_listener = match config.metrics.as_ref().and_then(|m| m.address()) {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
+    let started = Instant::now();
 
     let mut models = HashMap::new();
     for mc in &config.models {
@@ -196,6 +215,19 @@ pub async fn run(
         sensors = config.sensors.len(),
         "Running"
     );
+    let metrics_task = metrics_listener.map(|listener| {
+        let sources = metrics::Sources {
+            device: config.device.id.clone(),
+            sensors: all_stats.clone(),
+            outbox: Arc::clone(&outbox),
+            started,
+        };
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::new(sources),
+            shutdown.clone(),
+        ))
+    });
     let supervisor = notifier.as_ref().map(|n| {
         n.send(&format!(
             "READY=1\nSTATUS=Running: {} models, {} sensors",
@@ -223,6 +255,10 @@ pub async fn run(
         n.send("STOPPING=1\nSTATUS=Stopping: draining queued frames");
     }
     if let Some(task) = supervisor {
+        let _ = task.await;
+    }
+    // The port is free again once this returns (a reload binds it anew).
+    if let Some(task) = metrics_task {
         let _ = task.await;
     }
     for q in &queues {

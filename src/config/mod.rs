@@ -7,6 +7,7 @@
 
 mod device;
 mod error;
+mod metrics;
 mod models;
 mod mqtt;
 mod outbox;
@@ -15,6 +16,7 @@ mod sensors;
 
 pub use device::DeviceConfig;
 pub use error::{ConfigError, LoadError};
+pub use metrics::MetricsConfig;
 pub use models::{
     Activation, BoxFormat, ChannelOrder, DetectConfig, DetectFormat, ImagePreprocess, Layout,
     ModelConfig, OrtOptions, PostprocessConfig, PreprocessConfig, BACKEND_NAMES,
@@ -43,6 +45,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Uplink; without it predictions stay in the outbox.
     pub mqtt: Option<MqttConfig>,
+    /// Prometheus endpoint; off without it.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// The default configuration printed by `edgeinfer print-default-config`: every key, documented.
@@ -188,6 +192,9 @@ impl Config {
             ));
         }
         self.outbox.validate("outbox", &mut errors);
+        if let Some(metrics) = &self.metrics {
+            metrics.validate("metrics", &mut errors);
+        }
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate("mqtt", &mut errors);
         }

@@ -1,11 +1,13 @@
 //! TOML text → `Config`, collecting every deserialization error with its key path.
 
-use super::{Config, ConfigError, DeviceConfig, LoadError, MqttConfig, OutboxConfig};
+use super::{
+    Config, ConfigError, DeviceConfig, LoadError, MetricsConfig, MqttConfig, OutboxConfig,
+};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-const SECTIONS: &[&str] = &["device", "models", "sensors", "outbox", "mqtt"];
+const SECTIONS: &[&str] = &["device", "models", "sensors", "outbox", "mqtt", "metrics"];
 
 /// A config as far as it deserialized, with the problems found on the way.
 pub(super) struct Parsed {
@@ -86,6 +88,9 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
     let mqtt = table
         .get("mqtt")
         .and_then(|v| section::<MqttConfig>(v, "mqtt", &mut errors));
+    let metrics = table
+        .get("metrics")
+        .and_then(|v| section::<MetricsConfig>(v, "metrics", &mut errors));
 
     Ok(Parsed {
         config: Config {
@@ -94,6 +99,7 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
             sensors,
             outbox,
             mqtt,
+            metrics,
         },
         errors,
         broken_model_ids,
