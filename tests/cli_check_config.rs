@@ -158,3 +158,37 @@ fn every_sensor_type_has_an_example_config_that_check_config_accepts() {
     ];
     assert_eq!(types, all.iter().map(|t| t.to_string()).collect());
 }
+
+#[test]
+fn every_board_profile_fragment_is_a_valid_config_but_for_its_model_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut boards = 0;
+    for entry in std::fs::read_dir(repo("targets")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name == "README.md" || !name.ends_with(".md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let fragment = text
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_else(|| panic!("{name} has no ```toml fragment"));
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!("[device]\nid = \"board\"\ndata_dir = \"state\"\n\n{fragment}"),
+        )
+        .unwrap();
+        let (_, out, _) = edgeinfer(&["check-config", config.to_str().unwrap()]);
+        for line in out.lines().filter(|l| !l.ends_with(": OK")) {
+            assert!(
+                line.contains("file not found: /etc/edgeinfer/models/"),
+                "{name}: {line}"
+            );
+        }
+        boards += 1;
+    }
+    assert_eq!(boards, 5);
+}
