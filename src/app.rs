@@ -61,6 +61,13 @@ pub enum StartError {
     },
 }
 
+impl From<tokio::task::JoinError> for StartError {
+    /// A start-up task that panicked or was cancelled.
+    fn from(e: tokio::task::JoinError) -> Self {
+        StartError::Thread(std::io::Error::other(e))
+    }
+}
+
 /// Runs the daemon until `shutdown` is cancelled, then stops in order: sensors, workers (finishing
 /// frames already queued), uplink (which may still publish what the workers stored), outbox flush.
 ///
@@ -101,9 +108,7 @@ pub async fn run(
     for mc in &config.models {
         let started = Instant::now();
         let cfg = mc.clone();
-        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&cfg))
-            .await
-            .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
+        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&cfg)).await??;
         info!(
             model = %model.id,
             version = %model.version,

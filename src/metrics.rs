@@ -116,45 +116,36 @@ pub fn render(s: &Sources) -> String {
         .iter()
         .map(|(id, stats)| (format!(",sensor=\"{id}\""), stats.snapshot()))
         .collect();
-    let per_sensor = |f: fn(&crate::pipeline::SensorTotals) -> u64| -> Vec<(String, u64)> {
-        totals.iter().map(|(l, t)| (l.clone(), f(t))).collect()
-    };
-    family(
-        "sensor_captured_total",
-        "counter",
-        "Frames the sensor produced.",
-        &per_sensor(|t| t.captured),
-    );
-    family(
-        "sensor_dropped_total",
-        "counter",
-        "Frames dropped by the sensor's queue policy.",
-        &per_sensor(|t| t.dropped),
-    );
-    family(
-        "sensor_inferred_total",
-        "counter",
-        "Frames that became a stored prediction.",
-        &per_sensor(|t| t.inferred),
-    );
-    family(
-        "sensor_errors_total",
-        "counter",
-        "Bad inputs and failed frames skipped.",
-        &per_sensor(|t| t.errors),
-    );
-    family(
-        "sensor_reconnects_total",
-        "counter",
-        "Failed attempts to open or reopen the device.",
-        &per_sensor(|t| t.reconnects),
-    );
-    family(
-        "sensor_overruns_total",
-        "counter",
-        "Audio samples or serial bytes lost before they became a frame.",
-        &per_sensor(|t| t.overruns),
-    );
+    type Field = fn(&crate::pipeline::SensorTotals) -> u64;
+    let per_sensor: [(&str, &str, Field); 6] = [
+        ("captured", "Frames the sensor produced.", |t| t.captured),
+        (
+            "dropped",
+            "Frames dropped by the sensor's queue policy.",
+            |t| t.dropped,
+        ),
+        ("inferred", "Frames that became a stored prediction.", |t| {
+            t.inferred
+        }),
+        ("errors", "Bad inputs and failed frames skipped.", |t| {
+            t.errors
+        }),
+        (
+            "reconnects",
+            "Failed attempts to open or reopen the device.",
+            |t| t.reconnects,
+        ),
+        (
+            "overruns",
+            "Audio samples or serial bytes lost before they became a frame.",
+            |t| t.overruns,
+        ),
+    ];
+    for (counter, help, field) in per_sensor {
+        let series: Vec<(String, u64)> =
+            totals.iter().map(|(l, t)| (l.clone(), field(t))).collect();
+        family(&format!("sensor_{counter}_total"), "counter", help, &series);
+    }
     let o = s.outbox.stats();
     family(
         "outbox_records",

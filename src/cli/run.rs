@@ -74,7 +74,7 @@ async fn serve(
             };
             tokio::select! {
                 result = &mut app => {
-                    return result.unwrap_or_else(|e| Err(crate::app::StartError::Thread(std::io::Error::other(e))));
+                    return result?;
                 }
                 _ = hangup => {}
             }
@@ -93,11 +93,7 @@ async fn serve(
             n.send("RELOADING=1\nSTATUS=Reloading the configuration");
         }
         generation.cancel();
-        match app.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(crate::app::StartError::Thread(std::io::Error::other(e))),
-        }
+        app.await??;
         info!("Configuration reloaded; starting again");
         config = next;
     }

@@ -91,7 +91,6 @@ pub fn decode_yolo(
             n * width
         ));
     }
-    let classes = width - first_class;
     // Best class and its score per row, read in memory order for either layout.
     let mut best: Vec<(usize, f32)> = vec![(0, f32::NEG_INFINITY); n];
     if transposed {
@@ -111,7 +110,6 @@ pub fn decode_yolo(
             }
         }
     }
-    debug_assert!(classes > 0);
     let at = |row: usize, col: usize| {
         if transposed {
             data[col * n + row]

@@ -2,11 +2,12 @@
 
 use super::{FrameSource, Next, SensorError};
 use crate::recording::{RecordingError, RecordingReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tracing::warn;
 
 /// Replays a recording.
 pub struct RecordingSource {
+    path: PathBuf,
     reader: RecordingReader,
 }
 
@@ -17,7 +18,10 @@ impl RecordingSource {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Ok(Self { reader })
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+        })
     }
 }
 
@@ -48,7 +52,7 @@ impl FrameSource for RecordingSource {
 
     fn rewind(&mut self) -> Result<(), SensorError> {
         self.reader.rewind().map_err(|e| SensorError::Open {
-            path: Default::default(),
+            path: self.path.clone(),
             message: e.to_string(),
         })
     }
