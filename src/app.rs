@@ -84,12 +84,23 @@ pub async fn run(
         path: data_dir.clone(),
         source,
     })?;
-    let outbox = Arc::new(Outbox::open(&config.outbox_dir(), &config.outbox)?);
+    let priorities = config
+        .sensors
+        .iter()
+        .map(|s| (s.id.clone(), s.priority))
+        .collect();
+    let outbox = Arc::new(Outbox::open_with_priorities(
+        &config.outbox_dir(),
+        &config.outbox,
+        &priorities,
+    )?);
     let backlog = outbox.stats();
     info!(
         records = backlog.records,
         bytes = backlog.bytes,
         max_bytes = backlog.max_bytes,
+        generations = backlog.generations,
+        quarantined = backlog.counters.quarantined,
         "Outbox opened"
     );
 
@@ -184,19 +195,9 @@ pub async fn run(
         workers.push(worker.spawn()?);
     }
 
-    let mut sensor_threads = Vec::new();
-    let mut all_stats = Vec::new();
-    for (id, source, settings, port) in sensors {
-        all_stats.push((Arc::clone(&id), Arc::clone(&port.stats)));
-        let token = shutdown.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sensor-{id}"))
-            .spawn(move || sensor::run_capture(id, source, settings, port, token))?;
-        sensor_threads.push(thread);
-    }
-
-    // The uplink stops last, after the workers have stored their final predictions, so that
-    // those still go out while the connection is up.
+    // The uplink starts before the sensors, so that what they produce counts as live, not as
+    // backlog; it stops last, after the workers have stored their final predictions, so that those
+    // still go out while the connection is up.
     let uplink_stop = CancellationToken::new();
     let uplink = match &config.mqtt {
         Some(mqtt) => {
@@ -214,6 +215,17 @@ pub async fn run(
             None
         }
     };
+
+    let mut sensor_threads = Vec::new();
+    let mut all_stats = Vec::new();
+    for (id, source, settings, port) in sensors {
+        all_stats.push((Arc::clone(&id), Arc::clone(&port.stats)));
+        let token = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sensor-{id}"))
+            .spawn(move || sensor::run_capture(id, source, settings, port, token))?;
+        sensor_threads.push(thread);
+    }
     info!(
         device = %config.device.id,
         models = config.models.len(),
@@ -316,8 +328,12 @@ pub async fn run(
         acked = s.counters.acked,
         dropped_oldest = s.counters.dropped_oldest,
         dropped_newest = s.counters.dropped_newest,
+        thinned = s.counters.thinned,
+        expired = s.counters.expired,
         corrupt = s.counters.corrupt,
         undeliverable = s.counters.undeliverable,
+        write_errors = s.counters.write_errors,
+        quarantined = s.counters.quarantined,
         "Outbox totals"
     );
     Ok(())

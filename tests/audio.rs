@@ -108,7 +108,7 @@ fn run_for_windows(
     .unwrap();
     let published = consumer.json().into_iter().map(|(_, v)| v);
     let pending = outbox
-        .pending(None, 1_000_000)
+        .pending(&mut edgeinfer::outbox::Cursor::all(), 1_000_000)
         .unwrap()
         .into_iter()
         .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap());

@@ -114,7 +114,7 @@ fn auto_falls_back_from_tract_to_onnxruntime_for_silero_vad_and_carries_its_stat
 
     let ob = Outbox::open(&dir.path().join("state/outbox"), &OutboxConfig::default()).unwrap();
     let mut predictions: Vec<Prediction> = ob
-        .pending(None, 10_000)
+        .pending(&mut edgeinfer::outbox::Cursor::all(), 10_000)
         .unwrap()
         .iter()
         .map(|r| serde_json::from_slice(&r.payload).unwrap())

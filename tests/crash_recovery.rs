@@ -7,6 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use support::*;
 
+/// These tests take "Prediction stored" as the durability point, which it is with this setting;
+/// `outbox_faults.rs` covers the default batch durability.
+const EVERY_RECORD: &str = "[outbox]\ndurability = \"every_record\"\n";
+
 /// `max_inflight` in the test config (the default): the most publishes awaiting PUBACK at a kill.
 const MAX_INFLIGHT: usize = 32;
 
@@ -66,7 +70,13 @@ fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 400);
-    let config = line_config(dir.path(), &readings, Some(200.0), &broker.url(), "");
+    let config = line_config(
+        dir.path(),
+        &readings,
+        Some(200.0),
+        &broker.url(),
+        EVERY_RECORD,
+    );
 
     let stored_first = run_and_kill(&config, 100);
     // The restart replays the file again (new ids) and must also send what the first run left behind.
@@ -81,7 +91,13 @@ fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 150);
-    let config = line_config(dir.path(), &readings, Some(300.0), &broker.url(), "");
+    let config = line_config(
+        dir.path(),
+        &readings,
+        Some(300.0),
+        &broker.url(),
+        EVERY_RECORD,
+    );
 
     let stored_first = run_and_kill(&config, 80);
     assert_eq!(consumer.count(), 0);

@@ -33,7 +33,7 @@ fn run_offline(policy: &str) -> (edgeinfer::outbox::OutboxStats, Vec<u64>, Strin
     };
     let ob = Outbox::open(&dir.path().join("state/outbox"), &cfg).unwrap();
     let frames = ob
-        .pending(None, 10_000)
+        .pending(&mut edgeinfer::outbox::Cursor::all(), 10_000)
         .unwrap()
         .iter()
         .map(|r| {

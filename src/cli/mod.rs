@@ -3,6 +3,7 @@
 mod bench;
 mod check_config;
 mod infer;
+mod outbox;
 mod print_default_config;
 mod record;
 mod run;
@@ -47,6 +48,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Record a sensor's frames with their timing, for replay with `type = "recording"`.
     Record(record::RecordArgs),
+    /// Inspect, export or empty the outbox of a stopped daemon.
+    Outbox(outbox::OutboxArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Infer(args) => infer::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Record(args) => record::run(&args),
+        Command::Outbox(args) => outbox::run(&args),
     }
 }
 

@@ -22,11 +22,11 @@ pub use models::{
     ModelConfig, OrtOptions, PostprocessConfig, PreprocessConfig, BACKEND_NAMES,
 };
 pub use mqtt::{BrokerAddress, MqttConfig};
-pub use outbox::{OutboxConfig, WhenFull};
+pub use outbox::{Durability, OutboxConfig, WhenFull};
 pub use sensors::{
     AudioConfig, CameraConfig, FlowControl, ImageReplayConfig, LengthPrefix, LineReplayConfig,
-    Overflow, Parity, PixelFormat, QueueConfig, RecordingConfig, SampleType, SensorConfig,
-    SerialConfig, SerialFraming, SourceConfig, Timing, WavReplayConfig,
+    Overflow, Parity, PixelFormat, Priority, QueueConfig, RecordingConfig, SampleType,
+    SensorConfig, SerialConfig, SerialFraming, SourceConfig, Timing, WavReplayConfig,
 };
 
 use std::collections::HashSet;

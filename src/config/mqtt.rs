@@ -38,6 +38,15 @@ pub struct MqttConfig {
     /// Longest reconnect delay.
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
+    /// Most predictions of one sensor sent in one MQTT message (as a JSON array) when several are
+    /// waiting, as after an outage; 1 sends each on its own. A single waiting prediction is always
+    /// sent alone, as an object.
+    #[serde(default = "default_batch_records")]
+    pub batch_records: usize,
+    /// Share of each round of publishes given to predictions made since the connection started,
+    /// while a backlog from before it drains (0: strictly oldest first; 1: live first).
+    #[serde(default = "default_live_share")]
+    pub live_share: f64,
 }
 
 fn default_prefix() -> String {
@@ -57,6 +66,12 @@ fn default_reconnect_min() -> u64 {
 }
 fn default_reconnect_max() -> u64 {
     30_000
+}
+fn default_batch_records() -> usize {
+    16
+}
+fn default_live_share() -> f64 {
+    0.5
 }
 
 /// Host and port of a broker, parsed from `mqtt://host:port`.
@@ -143,6 +158,18 @@ impl MqttConfig {
             errors.push(ConfigError::new(
                 format!("{path}.reconnect_min_ms"),
                 "must be at least 1 and not more than reconnect_max_ms",
+            ));
+        }
+        if !(1..=1000).contains(&self.batch_records) {
+            errors.push(ConfigError::new(
+                format!("{path}.batch_records"),
+                "must be 1 to 1000",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.live_share) {
+            errors.push(ConfigError::new(
+                format!("{path}.live_share"),
+                "must be between 0 and 1",
             ));
         }
     }

@@ -1,5 +1,6 @@
 //! MQTT: topic names and the uplink that drains the outbox to the broker.
 
+mod drain;
 pub mod topics;
 mod uplink;
 

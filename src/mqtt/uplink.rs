@@ -1,15 +1,15 @@
-//! The uplink: publishes outbox records with QoS 1 and deletes each one on its PUBACK.
+//! The uplink: publishes outbox records with QoS 1 and deletes them on their PUBACK.
 //!
 //! Every connection gets a fresh rumqttc `EventLoop`, so no state carries over between connections:
-//! after a reconnect the uplink starts again from the oldest record in the outbox. rumqttc hands out
-//! packet ids as it writes publishes, in the order they were queued; the uplink keeps that order to map
-//! each packet id back to its outbox key.
+//! after a reconnect the uplink starts again from what is in the outbox (see [`super::drain`] for the
+//! order and batching). rumqttc hands out packet ids as it writes publishes, in the order they were
+//! queued; the uplink keeps that order to map each packet id back to its outbox keys.
 
+use super::drain::{Batching, Flight};
 use super::topics;
 use crate::config::{BrokerAddress, MqttConfig};
 use crate::outbox::Outbox;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,6 +23,8 @@ pub struct Uplink {
     device: String,
     outbox: Arc<Outbox>,
     shutdown: CancellationToken,
+    /// Newest record stored before the uplink started: the first connection's backlog.
+    backlog_end: Option<u64>,
 }
 
 /// How one connection ended.
@@ -51,6 +53,7 @@ impl Uplink {
             config,
             address,
             device,
+            backlog_end: outbox.last_seq(),
             outbox,
             shutdown,
         })
@@ -63,8 +66,9 @@ impl Uplink {
         let mut delay = min;
         // The first failure of an outage is a warning; its retries are only debug lines.
         let mut outage_reported = false;
+        let mut backlog_end = self.backlog_end;
         loop {
-            match self.session().await {
+            match self.session(backlog_end).await {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Lost {
                     connected: true,
@@ -94,6 +98,8 @@ impl Uplink {
                 _ = tokio::time::sleep(wait) => {}
             }
             delay = (delay * 2).min(max);
+            // What was stored while there was no connection is the next one's backlog.
+            backlog_end = self.outbox.last_seq();
         }
         debug!("Uplink stopped");
     }
@@ -118,13 +124,14 @@ impl Uplink {
         opts
     }
 
-    /// One connection, from CONNECT to its loss or shutdown.
-    async fn session(&self) -> SessionEnd {
+    /// One connection, from CONNECT to its loss or shutdown; records up to `backlog_end` are its
+    /// backlog, sent as historical.
+    async fn session(&self, backlog_end: Option<u64>) -> SessionEnd {
         let window = self.config.max_inflight as usize;
         let (client, eventloop) = AsyncClient::new(self.options(), window + 8);
         let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
         let poller = tokio::spawn(poll_events(eventloop, tx));
-        let mut state = Flight::default();
+        let mut state = Flight::new(None);
         let notify = self.outbox.notifier();
         let mut connected = false;
 
@@ -152,6 +159,7 @@ impl Uplink {
                     Some(Err(e)) => break SessionEnd::Lost { connected, reason: e.to_string() },
                     Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
                         connected = true;
+                        state = Flight::new(backlog_end);
                         let stats = self.outbox.stats();
                         info!(broker = %self.config.broker, session_present = ack.session_present, backlog = stats.records, "Connected to broker");
                         if let Err(reason) = self.fill(&client, &mut state, window) {
@@ -199,73 +207,49 @@ impl Uplink {
     }
 
     fn acked(&self, state: &mut Flight, pkid: u16) {
-        if let Some(seq) = state.acked(pkid) {
-            if let Err(e) = self.outbox.ack(seq) {
-                error!(seq, error = %e, "Cannot delete acknowledged record; it will be sent again");
+        if let Some(keys) = state.acked(pkid) {
+            if let Err(e) = self.outbox.ack(&keys) {
+                error!(records = keys.len(), error = %e, "Cannot delete acknowledged records; they will be sent again");
             }
         }
     }
 
-    /// Queues publishes of the next pending records until `window` are in flight.
+    /// Queues publishes of the next pending records until `window` messages are in flight.
     fn fill(&self, client: &AsyncClient, state: &mut Flight, window: usize) -> Result<(), String> {
         let room = window.saturating_sub(state.in_flight());
         if room == 0 {
             return Ok(());
         }
-        let records = self
-            .outbox
-            .pending(state.cursor, room)
+        let batching = Batching {
+            records: self.config.batch_records,
+            max_packet: self.config.max_packet_bytes,
+        };
+        let topic =
+            |sensor: &str| topics::predictions(&self.config.topic_prefix, &self.device, sensor);
+        let topic_len = |sensor: &str| topic(sensor).len();
+        let mut oversized = Vec::new();
+        let messages = state
+            .next_messages(
+                &self.outbox,
+                room,
+                self.config.live_share,
+                batching,
+                &topic_len,
+                &mut oversized,
+            )
             .map_err(|e| e.to_string())?;
-        for record in records {
-            let topic =
-                topics::predictions(&self.config.topic_prefix, &self.device, &record.sensor);
-            // Fixed header (≤ 5), topic length (2) and packet id (2) besides topic and payload.
-            let packet = 9 + topic.len() + record.payload.len();
-            if packet > self.config.max_packet_bytes {
-                // Publishing it would fail the connection on every attempt, blocking all others.
-                error!(seq = record.seq, sensor = %record.sensor, bytes = packet, max_packet_bytes = self.config.max_packet_bytes, "Prediction too large to publish; removed from the outbox");
-                self.outbox.discard(record.seq).map_err(|e| e.to_string())?;
-                state.cursor = Some(record.seq);
-                continue;
-            }
+        for o in oversized {
+            // Publishing it would fail the connection on every attempt, blocking all others.
+            error!(seq = o.key.seq, sensor = %o.sensor, bytes = o.bytes, max_packet_bytes = self.config.max_packet_bytes, "Prediction too large to publish; removed from the outbox");
+            self.outbox.discard(o.key).map_err(|e| e.to_string())?;
+        }
+        for m in messages {
             client
-                .try_publish(topic, QoS::AtLeastOnce, false, record.payload)
+                .try_publish(topic(&m.sensor), QoS::AtLeastOnce, false, m.payload)
                 .map_err(|e| format!("cannot queue publish: {e}"))?;
-            state.queued(record.seq);
+            state.queued(m.keys);
         }
         Ok(())
-    }
-}
-
-/// Publishes of one connection: queued to rumqttc, written (with packet id), acknowledged.
-#[derive(Default)]
-struct Flight {
-    /// Highest outbox sequence queued on this connection.
-    cursor: Option<u64>,
-    /// Queued to rumqttc, packet id not known yet, in queue order.
-    queued: VecDeque<u64>,
-    /// Written, awaiting PUBACK: packet id → outbox sequence.
-    written: HashMap<u16, u64>,
-}
-
-impl Flight {
-    fn in_flight(&self) -> usize {
-        self.queued.len() + self.written.len()
-    }
-
-    fn queued(&mut self, seq: u64) {
-        self.queued.push_back(seq);
-        self.cursor = Some(seq);
-    }
-
-    fn written(&mut self, pkid: u16) {
-        if let Some(seq) = self.queued.pop_front() {
-            self.written.insert(pkid, seq);
-        }
-    }
-
-    fn acked(&mut self, pkid: u16) -> Option<u64> {
-        self.written.remove(&pkid)
     }
 }
 

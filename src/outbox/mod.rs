@@ -1,30 +1,52 @@
 //! The outbox: every prediction is stored here before it is published and deleted only after the
 //! broker acknowledged it (PUBACK). It, not the MQTT client's memory, is the source of truth for what
-//! is still undelivered; after any reconnect or restart everything in it is sent again, oldest first.
+//! is still undelivered; after any reconnect or restart everything in it is sent again.
 //!
-//! Records are keyed by a sequence number from sled's `generate_id` (monotonic across restarts and
-//! crashes), big-endian so that key order is age order. Appends are serialized under one lock so that
-//! keys become visible in sequence order: the uplink's cursor can never skip a record.
+//! Layout of the directory:
+//! - `gen-{first seq}/`: generations, each a sled database; new records go to the newest, which is
+//!   replaced by a fresh one when its files reach `rotate_bytes`; a drained older one is deleted
+//!   whole (see [`generation`]).
+//! - `state.json`: counters, reserved sequence numbers, thinning stride (see [`state_file`]).
+//! - `quarantine/`: generations or state that could not be opened, kept for inspection.
+//! - `LOCK`: held while the outbox is open.
+//!
+//! Records are keyed by priority, then by a sequence number that only grows (across restarts and
+//! crashes too). Appends are serialized under one lock so that keys become visible in sequence
+//! order: a reader's cursor can never skip a record.
+//!
+//! Durability: with `durability = "batch"` a background thread fsyncs at most `flush_interval_ms`
+//! after a write; with `"every_record"` an append returns only after its fsync. Either way the point
+//! where a record became durable is logged at debug level under the target
+//! `edgeinfer::outbox::durable`.
 
+mod dir_lock;
 mod envelope;
+mod flusher;
+mod generation;
+mod limits;
+mod quarantine;
+mod reader;
+mod state_file;
 
-use crate::config::{OutboxConfig, WhenFull};
+pub use reader::{Cursor, RecordKey, StoredRecord};
+
+use crate::config::{Durability, OutboxConfig, Priority, WhenFull};
+use generation::Generation;
 use serde::{Deserialize, Serialize};
+use state_file::PersistedState;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
-use tracing::{error, warn};
+use tracing::{debug, error, info, warn};
 
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// The database could not be opened.
-    #[error("cannot open outbox at {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
+    /// The directory could not be created or locked.
+    #[error("cannot open outbox at {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
     /// A read or write failed.
     #[error("outbox {op} failed: {source}")]
     Io {
@@ -32,6 +54,9 @@ pub enum OutboxError {
         #[source]
         source: sled::Error,
     },
+    /// Writes are failing (disk full, I/O error); retried in the background.
+    #[error("outbox cannot store records right now: {0}")]
+    Unavailable(String),
 }
 
 fn io(op: &'static str) -> impl FnOnce(sled::Error) -> OutboxError {
@@ -40,6 +65,7 @@ fn io(op: &'static str) -> impl FnOnce(sled::Error) -> OutboxError {
 
 /// Lifetime counters, persisted with the records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Records stored.
     pub appended: u64,
@@ -49,11 +75,20 @@ pub struct Counters {
     pub dropped_oldest: u64,
     /// Records refused under `when_full = "drop_newest"` (or larger than the whole cap).
     pub dropped_newest: u64,
+    /// Records removed or not stored under `when_full = "thin"`.
+    pub thinned: u64,
+    /// Records deleted undelivered because they were older than `ttl_secs`.
+    pub expired: u64,
     /// Records found damaged (checksum mismatch) and removed.
     pub corrupt: u64,
     /// Records removed because they can never be delivered (larger than the MQTT packet limit).
-    #[serde(default)]
     pub undeliverable: u64,
+    /// Records deleted by `edgeinfer outbox purge`.
+    pub purged: u64,
+    /// Predictions lost because the store could not be written (disk full, I/O error).
+    pub write_errors: u64,
+    /// Generations or state files that could not be opened and were moved to `quarantine/`.
+    pub quarantined: u64,
 }
 
 /// Current contents and counters.
@@ -65,250 +100,616 @@ pub struct OutboxStats {
     pub bytes: u64,
     /// The cap.
     pub max_bytes: u64,
+    /// Bytes of the generations' files on disk.
+    pub disk_bytes: u64,
+    /// Open generations.
+    pub generations: u64,
+    /// Age of the oldest waiting record, in seconds.
+    pub oldest_age_secs: Option<u64>,
+    /// Thinning stride in effect (1: not thinning).
+    pub thin_stride: u64,
+    /// Whether writes are failing right now.
+    pub write_failing: bool,
     /// Lifetime counters.
     pub counters: Counters,
-}
-
-/// A stored record, as read back for publishing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRecord {
-    /// Outbox sequence number (its key).
-    pub seq: u64,
-    /// Sensor id, which picks the topic.
-    pub sensor: String,
-    /// The JSON prediction.
-    pub payload: Vec<u8>,
 }
 
 /// Outcome of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// Stored durably under `seq`.
+    /// Stored under `seq` (durable now with `every_record`, within the flush interval with `batch`).
     Stored {
-        /// Sequence number (and key).
+        /// Sequence number.
         seq: u64,
         /// Bytes of the JSON payload.
         payload_len: usize,
     },
-    /// Refused because the outbox is full and the policy is `drop_newest`.
+    /// Not stored because of the cap policy (`drop_newest`, `thin`); counted.
     Rejected,
 }
 
 /// The durable outbox.
 pub struct Outbox {
-    db: sled::Db,
-    records: sled::Tree,
-    meta: sled::Tree,
-    state: Mutex<State>,
-    max_bytes: u64,
-    when_full: WhenFull,
-    notify: Arc<Notify>,
+    shared: Arc<Shared>,
+    flusher: Option<flusher::Flusher>,
 }
 
-struct State {
+/// What the flusher thread shares with the outbox.
+struct Shared {
+    dir: PathBuf,
+    config: OutboxConfig,
+    priorities: HashMap<String, u8>,
+    inner: Mutex<Inner>,
+    notify: Arc<Notify>,
+    _lock: dir_lock::DirLock,
+}
+
+/// Mutable state, under one lock.
+struct Inner {
+    /// By first seq; the last one takes new records.
+    gens: BTreeMap<u64, Generation>,
+    next_seq: u64,
+    reserved_seq: u64,
+    stride: u64,
+    /// Where the thinning pass continues: `(priority, seq)`.
+    thin_cursor: Option<(u8, u64)>,
+    counters: Counters,
     bytes: u64,
     records: u64,
-    counters: Counters,
+    /// Next ordinal per sensor.
+    ordinals: HashMap<String, u64>,
+    /// Highest seq stored, and highest known durable.
+    last_stored: Option<u64>,
+    last_durable: Option<u64>,
+    /// Something changed since the last flush / state save.
+    dirty: bool,
+    state_dirty: bool,
+    appends_since_rotate_check: u32,
+    /// Set while writes fail: the generation that failed, closed, and when to retry.
+    broken: Option<Broken>,
 }
 
-const COUNTERS_KEY: &[u8] = b"counters";
+struct Broken {
+    first_seq: u64,
+    reason: String,
+    retry_at: Instant,
+}
+
+/// How often writes are retried after a failure.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// Appends between checks of the newest generation's size.
+const ROTATE_CHECK_EVERY: u32 = 256;
+
+/// sled's priority byte of a sensor priority.
+fn priority_byte(p: Priority) -> u8 {
+    match p {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// Number of priority levels (key prefixes 0..PRIORITIES, sent in that order).
+const PRIORITIES: u8 = 3;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 impl Outbox {
-    /// Opens (or creates) the outbox in `dir`.
+    /// Opens (or creates) the outbox in `dir`; every sensor has normal priority.
     pub fn open(dir: &Path, config: &OutboxConfig) -> Result<Self, OutboxError> {
-        let open_err = |source| OutboxError::Open {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(open_err)?;
-        let records = db.open_tree("records").map_err(open_err)?;
-        let meta = db.open_tree("meta").map_err(open_err)?;
-        let counters = meta
-            .get(COUNTERS_KEY)
-            .map_err(open_err)?
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default();
-        let (mut bytes, mut count) = (0u64, 0u64);
-        for item in records.iter() {
-            let (k, v) = item.map_err(open_err)?;
-            bytes += (k.len() + v.len()) as u64;
-            count += 1;
-        }
-        Ok(Self {
-            db,
-            records,
-            meta,
-            state: Mutex::new(State {
-                bytes,
-                records: count,
-                counters,
-            }),
-            max_bytes: config.max_bytes,
-            when_full: config.when_full,
-            notify: Arc::new(Notify::new()),
-        })
+        Self::open_with_priorities(dir, config, &HashMap::new())
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Opens (or creates) the outbox in `dir`, with each sensor's priority (unlisted: normal).
+    ///
+    /// A generation or state file that cannot be opened is moved to `quarantine/` (logged at ERROR
+    /// and counted) and the outbox starts without it: a damaged store never stops the daemon.
+    pub fn open_with_priorities(
+        dir: &Path,
+        config: &OutboxConfig,
+        priorities: &HashMap<String, Priority>,
+    ) -> Result<Self, OutboxError> {
+        let open_err = |reason: String| OutboxError::Open {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let lock = dir_lock::acquire(dir).map_err(open_err)?;
+
+        let mut quarantined = 0u64;
+        let mut persisted = match state_file::load(dir) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(reason) => {
+                quarantine::move_aside(dir, &state_file::path(dir), &reason);
+                quarantined += 1;
+                PersistedState::default()
+            }
+        };
+
+        let mut gens = BTreeMap::new();
+        let mut max_seq = None;
+        let mut ordinals: HashMap<String, u64> = HashMap::new();
+        let mut corrupt = 0;
+        for (first_seq, path) in generation_dirs(dir) {
+            match Generation::open(&path, config.cache_bytes, false) {
+                Ok((g, contents)) => {
+                    if contents.damaged > 0 {
+                        error!(generation = %path.display(), records = contents.damaged, "Damaged outbox records removed");
+                    }
+                    corrupt += contents.damaged;
+                    max_seq = max_seq.max(contents.max_seq);
+                    for (s, o) in contents.max_ordinal {
+                        let next = ordinals.entry(s).or_insert(0);
+                        *next = (*next).max(o + 1);
+                    }
+                    gens.insert(first_seq, g);
+                }
+                Err(reason) => {
+                    quarantine::move_aside(dir, &path, &reason);
+                    quarantined += 1;
+                }
+            }
+        }
+
+        let next_seq = persisted
+            .reserved_seq
+            .max(max_seq.map_or(0, |s| s + 1))
+            // A lost state file must not let ids be reused.
+            .max(if quarantined > 0 && max_seq.is_some() {
+                max_seq.unwrap_or(0) + state_file::SEQ_BLOCK
+            } else {
+                0
+            });
+        persisted.counters.quarantined += quarantined;
+        persisted.counters.corrupt += corrupt;
+        let (records, bytes) = gens
+            .values()
+            .fold((0, 0), |(r, b), g| (r + g.records, b + g.bytes));
+
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            config: config.clone(),
+            priorities: priorities
+                .iter()
+                .map(|(s, p)| (s.clone(), priority_byte(*p)))
+                .collect(),
+            inner: Mutex::new(Inner {
+                gens,
+                next_seq,
+                reserved_seq: next_seq,
+                stride: persisted.stride.max(1),
+                thin_cursor: None,
+                counters: persisted.counters,
+                bytes,
+                records,
+                ordinals,
+                last_stored: None,
+                last_durable: None,
+                dirty: false,
+                state_dirty: true,
+                appends_since_rotate_check: 0,
+                broken: None,
+            }),
+            notify: Arc::new(Notify::new()),
+            _lock: lock,
+        });
+        {
+            let mut inner = shared.lock();
+            if inner.gens.is_empty() {
+                shared
+                    .new_generation(&mut inner)
+                    .map_err(|e| open_err(e.to_string()))?;
+            }
+            shared
+                .reserve(&mut inner, next_seq)
+                .map_err(|e| open_err(format!("cannot write state.json: {e}")))?;
+        }
+        let flusher = flusher::Flusher::start(Arc::clone(&shared));
+        Ok(Self {
+            shared,
+            flusher: Some(flusher),
+        })
     }
 
     /// Woken after every append, for the uplink.
     pub fn notifier(&self) -> Arc<Notify> {
-        Arc::clone(&self.notify)
+        Arc::clone(&self.shared.notify)
     }
 
-    /// Stores a record built by `make` from its sequence number, applying the cap; returns once the
-    /// record is on disk (sled flushed), which is the durability point.
+    /// Stores a record built by `make` from its sequence number, applying the cap.
+    ///
+    /// With `durability = "every_record"` it returns once the record is on disk; with `"batch"`,
+    /// once it is written, and it is on disk within `flush_interval_ms`.
     pub fn append(
         &self,
         sensor: &str,
         make: impl FnOnce(u64) -> Vec<u8>,
     ) -> Result<Appended, OutboxError> {
-        let mut state = self.lock();
-        let seq = self.db.generate_id().map_err(io("generate id"))?;
-        let payload = make(seq);
-        let value = envelope::encode(sensor, &payload);
-        let size = (8 + value.len()) as u64;
-        if state.bytes + size > self.max_bytes {
-            if self.when_full == WhenFull::DropNewest || size > self.max_bytes {
-                state.counters.dropped_newest += 1;
-                self.save_counters(&state.counters)?;
-                if state.counters.dropped_newest.is_power_of_two() {
-                    warn!(
-                        dropped = state.counters.dropped_newest,
-                        max_bytes = self.max_bytes,
-                        "Outbox full: new predictions are being dropped"
-                    );
-                }
-                return Ok(Appended::Rejected);
-            }
-            while state.bytes + size > self.max_bytes {
-                let Some((k, v)) = self.records.pop_min().map_err(io("drop oldest"))? else {
-                    break;
-                };
-                state.bytes = state.bytes.saturating_sub((k.len() + v.len()) as u64);
-                state.records = state.records.saturating_sub(1);
-                state.counters.dropped_oldest += 1;
-                if state.counters.dropped_oldest.is_power_of_two() {
-                    warn!(
-                        dropped = state.counters.dropped_oldest,
-                        max_bytes = self.max_bytes,
-                        "Outbox full: oldest predictions are being dropped"
-                    );
-                }
-            }
+        let s = &*self.shared;
+        let priority = s.priorities.get(sensor).copied().unwrap_or(1);
+        let mut inner = s.lock();
+        s.check_writable(&mut inner)?;
+
+        let ordinal = {
+            let next = inner.ordinals.entry(sensor.to_string()).or_insert(0);
+            let o = *next;
+            *next += 1;
+            o
+        };
+        if s.config.when_full == WhenFull::Thin && inner.stride > 1 && ordinal % inner.stride != 0 {
+            inner.counters.thinned += 1;
+            inner.state_dirty = true;
+            return Ok(Appended::Rejected);
         }
-        self.records
-            .insert(seq.to_be_bytes(), value)
-            .map_err(io("insert"))?;
-        state.bytes += size;
-        state.records += 1;
-        state.counters.appended += 1;
-        self.save_counters(&state.counters)?;
-        self.db.flush().map_err(io("flush"))?;
-        drop(state);
-        self.notify.notify_one();
+
+        let seq = inner.next_seq;
+        if seq >= inner.reserved_seq {
+            s.reserve(&mut inner, seq)
+                .map_err(|e| OutboxError::Unavailable(format!("cannot write state.json: {e}")))?;
+        }
+        inner.next_seq += 1;
+        let payload = make(seq);
+        let value = envelope::encode(sensor, now_ms(), ordinal, &payload);
+        let size = (generation::KEY_LEN + value.len()) as u64;
+        if !s.make_room(&mut inner, size, priority)? {
+            return Ok(Appended::Rejected);
+        }
+
+        let written = {
+            let gen = inner.gens.values_mut().next_back();
+            // `check_writable` made sure there is a generation.
+            let gen = gen.ok_or_else(|| OutboxError::Unavailable("no generation".into()))?;
+            let r = gen.tree.insert(generation::key(priority, seq), value);
+            if r.is_ok() {
+                gen.records += 1;
+                gen.bytes += size;
+            }
+            r
+        };
+        if let Err(e) = written {
+            s.write_failed(&mut inner, e.to_string());
+            return Err(OutboxError::Unavailable(e.to_string()));
+        }
+        inner.bytes += size;
+        inner.records += 1;
+        inner.counters.appended += 1;
+        inner.last_stored = Some(seq);
+        inner.dirty = true;
+        inner.state_dirty = true;
+
+        if s.config.durability == Durability::EveryRecord {
+            let flushed = inner.gens.values().next_back().map(|g| g.db.flush());
+            if let Some(Err(e)) = flushed {
+                s.write_failed(&mut inner, e.to_string());
+                return Err(OutboxError::Unavailable(e.to_string()));
+            }
+            inner.last_durable = Some(seq);
+            debug!(target: "edgeinfer::outbox::durable", upto = seq, "Outbox records durable");
+        }
+        inner.appends_since_rotate_check += 1;
+        if inner.appends_since_rotate_check >= ROTATE_CHECK_EVERY {
+            inner.appends_since_rotate_check = 0;
+            s.rotate_if_due(&mut inner);
+        }
+        drop(inner);
+        s.notify.notify_one();
         Ok(Appended::Stored {
             seq,
             payload_len: payload.len(),
         })
     }
 
-    fn save_counters(&self, counters: &Counters) -> Result<(), OutboxError> {
-        let bytes = serde_json::to_vec(counters).unwrap_or_default();
-        self.meta
-            .insert(COUNTERS_KEY, bytes)
-            .map_err(io("save counters"))?;
-        Ok(())
+    /// The highest sequence number stored so far in this run, if any: records up to it are the
+    /// backlog when a connection starts.
+    pub fn last_seq(&self) -> Option<u64> {
+        let inner = self.shared.lock();
+        inner.last_stored.or_else(|| inner.next_seq.checked_sub(1))
     }
 
-    /// Up to `limit` records with a sequence number after `after` (from the oldest when `None`).
-    /// Damaged records are removed, counted and logged, never returned.
+    /// Up to `limit` records after `cursor`, highest priority first and oldest first within a
+    /// priority; advances the cursor past them. Damaged records are removed and counted, expired
+    /// ones removed and counted, never returned.
     pub fn pending(
         &self,
-        after: Option<u64>,
+        cursor: &mut Cursor,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, OutboxError> {
-        let start = after.map_or(0, |s| s.saturating_add(1));
-        let mut out = Vec::new();
-        for item in self.records.range(start.to_be_bytes()..) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item.map_err(io("read"))?;
-            let seq = key_seq(&k);
-            match envelope::decode(&v) {
-                Ok((sensor, payload)) => out.push(StoredRecord {
-                    seq,
-                    sensor,
-                    payload,
-                }),
-                Err(reason) => {
-                    error!(seq, reason, "Damaged outbox record removed");
-                    self.remove_counted(&k, "remove damaged", |c| c.corrupt += 1)?;
-                }
-            }
-        }
-        Ok(out)
+        let s = &*self.shared;
+        let mut inner = s.lock();
+        reader::read(s, &mut inner, cursor, limit)
     }
 
-    /// Deletes a delivered record. Not flushed at once: losing an ack in a crash only means the record
-    /// is sent again, and consumers drop duplicates by id.
-    pub fn ack(&self, seq: u64) -> Result<(), OutboxError> {
-        self.remove_counted(&seq.to_be_bytes(), "ack", |c| c.acked += 1)
+    /// Deletes delivered records. Not flushed at once: losing an ack in a crash only means the
+    /// record is sent again, and consumers drop duplicates by id.
+    pub fn ack(&self, keys: &[RecordKey]) -> Result<(), OutboxError> {
+        let s = &*self.shared;
+        let mut inner = s.lock();
+        for k in keys {
+            if s.remove(&mut inner, *k, "ack")? {
+                inner.counters.acked += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Removes a record that can never be delivered, counting it. The caller logs why.
-    pub fn discard(&self, seq: u64) -> Result<(), OutboxError> {
-        self.remove_counted(&seq.to_be_bytes(), "discard", |c| c.undeliverable += 1)
-    }
-
-    /// Removes a record if it is still there, keeping size and counters in step.
-    fn remove_counted(
-        &self,
-        key: &[u8],
-        op: &'static str,
-        count: impl FnOnce(&mut Counters),
-    ) -> Result<(), OutboxError> {
-        let mut state = self.lock();
-        if let Some(v) = self.records.remove(key).map_err(io(op))? {
-            state.bytes = state.bytes.saturating_sub((key.len() + v.len()) as u64);
-            state.records = state.records.saturating_sub(1);
-            count(&mut state.counters);
-            self.save_counters(&state.counters)?;
+    pub fn discard(&self, key: RecordKey) -> Result<(), OutboxError> {
+        let s = &*self.shared;
+        let mut inner = s.lock();
+        if s.remove(&mut inner, key, "discard")? {
+            inner.counters.undeliverable += 1;
         }
         Ok(())
+    }
+
+    /// Deletes every waiting record (counted as `purged`); returns how many.
+    pub fn purge(&self) -> Result<u64, OutboxError> {
+        let s = &*self.shared;
+        let mut inner = s.lock();
+        let purged = inner.records;
+        let firsts: Vec<u64> = inner.gens.keys().copied().collect();
+        for first in firsts {
+            if let Some(g) = inner.gens.remove(&first) {
+                let dir = g.dir.clone();
+                drop(g);
+                std::fs::remove_dir_all(&dir).map_err(|e| {
+                    OutboxError::Unavailable(format!("cannot delete {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        inner.records = 0;
+        inner.bytes = 0;
+        inner.counters.purged += purged;
+        inner.state_dirty = true;
+        s.new_generation(&mut inner)
+            .map_err(|e| OutboxError::Unavailable(e.to_string()))?;
+        Ok(purged)
+    }
+
+    /// Calls `f` with every waiting record in sending order until it returns false.
+    pub fn for_each_record(&self, f: impl FnMut(StoredRecord) -> bool) -> Result<(), OutboxError> {
+        let inner = self.shared.lock();
+        reader::for_each(&inner.gens, f)
     }
 
     /// Current size and counters.
     pub fn stats(&self) -> OutboxStats {
-        let state = self.lock();
+        let s = &*self.shared;
+        let inner = s.lock();
+        let oldest_ms = inner
+            .gens
+            .values()
+            .flat_map(|g| {
+                (0..PRIORITIES).filter_map(move |p| {
+                    let (_, v) = g.tree.scan_prefix([p]).next()?.ok()?;
+                    envelope::decode(&v).ok().map(|e| e.stored_at_ms)
+                })
+            })
+            .filter(|&t| t > 0)
+            .min();
         OutboxStats {
-            records: state.records,
-            bytes: state.bytes,
-            max_bytes: self.max_bytes,
-            counters: state.counters.clone(),
+            records: inner.records,
+            bytes: inner.bytes,
+            max_bytes: s.config.max_bytes,
+            disk_bytes: inner.gens.values().map(Generation::disk_bytes).sum(),
+            generations: inner.gens.len() as u64,
+            oldest_age_secs: oldest_ms.map(|t| now_ms().saturating_sub(t) / 1000),
+            thin_stride: inner.stride,
+            write_failing: inner.broken.is_some(),
+            counters: inner.counters.clone(),
         }
     }
 
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<(), OutboxError> {
-        self.db.flush().map_err(io("flush"))?;
-        Ok(())
+        self.shared.flush_all()
     }
 }
 
-fn key_seq(k: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = k.len().min(8);
-    b[8 - n..].copy_from_slice(&k[k.len() - n..]);
-    u64::from_be_bytes(b)
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
+        if let Err(e) = self.shared.flush_all() {
+            warn!(error = %e, "Final outbox flush failed");
+        }
+    }
+}
+
+/// `(first seq, path)` of every generation directory, oldest first.
+fn generation_dirs(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let first = generation::parse_dir_name(name.to_str()?)?;
+            e.file_type().ok()?.is_dir().then(|| (first, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a generation whose first record will be `next_seq`.
+    fn new_generation(&self, inner: &mut Inner) -> Result<(), String> {
+        let first = inner.next_seq;
+        let path = self.dir.join(generation::dir_name(first));
+        let (g, _) = Generation::open(&path, self.config.cache_bytes, true)?;
+        inner.gens.insert(first, g);
+        Ok(())
+    }
+
+    /// Reserves the next block of sequence numbers on disk before `seq` is used.
+    fn reserve(&self, inner: &mut Inner, seq: u64) -> std::io::Result<()> {
+        let reserved = seq + state_file::SEQ_BLOCK;
+        state_file::save(
+            &self.dir,
+            &PersistedState {
+                reserved_seq: reserved,
+                stride: inner.stride,
+                counters: inner.counters.clone(),
+            },
+        )?;
+        inner.reserved_seq = reserved;
+        inner.state_dirty = false;
+        Ok(())
+    }
+
+    /// Saves counters and stride (not the reservation, which only grows in `reserve`).
+    fn save_state(&self, inner: &mut Inner) -> std::io::Result<()> {
+        state_file::save(
+            &self.dir,
+            &PersistedState {
+                reserved_seq: inner.reserved_seq,
+                stride: inner.stride,
+                counters: inner.counters.clone(),
+            },
+        )?;
+        inner.state_dirty = false;
+        Ok(())
+    }
+
+    /// Fails fast while writes are failing, retrying at most once a second.
+    fn check_writable(&self, inner: &mut Inner) -> Result<(), OutboxError> {
+        let Some(broken) = &inner.broken else {
+            return Ok(());
+        };
+        if Instant::now() < broken.retry_at {
+            let reason = broken.reason.clone();
+            self.count_write_error(inner);
+            return Err(OutboxError::Unavailable(reason));
+        }
+        let first = broken.first_seq;
+        let path = self.dir.join(generation::dir_name(first));
+        // The failed generation again (its durable records are in it); failing that, a new one (the
+        // old one is picked up again at the next start).
+        let reopened = Generation::open(&path, self.config.cache_bytes, false)
+            .map(|(g, _)| {
+                inner.gens.insert(first, g);
+            })
+            .or_else(|_| self.new_generation(inner));
+        match reopened {
+            Ok(()) => {
+                let records = inner.gens.values().map(|g| g.records).sum();
+                let bytes = inner.gens.values().map(|g| g.bytes).sum();
+                inner.records = records;
+                inner.bytes = bytes;
+                inner.broken = None;
+                info!(lost = inner.counters.write_errors, "Outbox writable again");
+                Ok(())
+            }
+            Err(reason) => {
+                if let Some(b) = inner.broken.as_mut() {
+                    b.retry_at = Instant::now() + RETRY_AFTER_FAILURE;
+                    b.reason = reason.clone();
+                }
+                self.count_write_error(inner);
+                Err(OutboxError::Unavailable(reason))
+            }
+        }
+    }
+
+    fn count_write_error(&self, inner: &mut Inner) {
+        inner.counters.write_errors += 1;
+        inner.state_dirty = true;
+        if inner.counters.write_errors.is_power_of_two() {
+            error!(
+                lost = inner.counters.write_errors,
+                "Outbox still cannot store records; predictions are being lost"
+            );
+        }
+    }
+
+    /// A write to the newest generation failed: sled refuses every later operation on that
+    /// database, so it is closed and reopened later (its durable records are kept).
+    fn write_failed(&self, inner: &mut Inner, reason: String) {
+        let Some((&first, _)) = inner.gens.iter().next_back() else {
+            return;
+        };
+        if let Some(g) = inner.gens.remove(&first) {
+            inner.records = inner.records.saturating_sub(g.records);
+            inner.bytes = inner.bytes.saturating_sub(g.bytes);
+        }
+        error!(reason, "Outbox write failed (disk full or I/O error); retrying every second, predictions meanwhile are lost and counted");
+        inner.broken = Some(Broken {
+            first_seq: first,
+            reason,
+            retry_at: Instant::now() + RETRY_AFTER_FAILURE,
+        });
+        self.count_write_error(inner);
+    }
+
+    /// Removes a record if it is still there, keeping sizes in step; true if it was there.
+    fn remove(
+        &self,
+        inner: &mut Inner,
+        key: RecordKey,
+        op: &'static str,
+    ) -> Result<bool, OutboxError> {
+        let Some((_, g)) = inner.gens.range_mut(..=key.seq).next_back() else {
+            return Ok(false);
+        };
+        let removed = g
+            .tree
+            .remove(generation::key(key.priority, key.seq))
+            .map_err(io(op))?;
+        let Some(v) = removed else {
+            return Ok(false);
+        };
+        let size = (generation::KEY_LEN + v.len()) as u64;
+        g.records = g.records.saturating_sub(1);
+        g.bytes = g.bytes.saturating_sub(size);
+        inner.records = inner.records.saturating_sub(1);
+        inner.bytes = inner.bytes.saturating_sub(size);
+        inner.dirty = true;
+        inner.state_dirty = true;
+        limits::after_removal(self, inner);
+        Ok(true)
+    }
+
+    /// Starts a new generation if the newest has grown past `rotate_bytes`.
+    fn rotate_if_due(&self, inner: &mut Inner) {
+        let due = inner
+            .gens
+            .values()
+            .next_back()
+            .is_some_and(|g| g.disk_bytes() >= self.config.rotate_bytes());
+        if due {
+            match self.new_generation(inner) {
+                Ok(()) => debug!(generations = inner.gens.len(), "Outbox generation started"),
+                Err(e) => warn!(error = %e, "Cannot start a new outbox generation"),
+            }
+        }
+    }
+
+    /// Flushes every generation and saves the state.
+    fn flush_all(&self) -> Result<(), OutboxError> {
+        let mut inner = self.lock();
+        for g in inner.gens.values() {
+            g.db.flush().map_err(io("flush"))?;
+        }
+        inner.dirty = false;
+        if let Some(seq) = inner.last_stored {
+            inner.last_durable = Some(seq);
+        }
+        if inner.state_dirty {
+            self.save_state(&mut inner)
+                .map_err(|e| OutboxError::Unavailable(format!("cannot write state.json: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -147,6 +147,17 @@ pub struct Consumer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A batch (JSON array) as its elements; anything else as it is.
+pub fn unbatch(payload: &[u8]) -> Vec<Vec<u8>> {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| serde_json::to_vec(v).unwrap())
+            .collect(),
+        _ => vec![payload.to_vec()],
+    }
+}
+
 impl Consumer {
     pub fn start(port: u16, filter: &str) -> Consumer {
         let messages: Received = Arc::new(Mutex::new(Vec::new()));
@@ -169,10 +180,13 @@ impl Consumer {
                         Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
                             subscribed.store(true, Ordering::Relaxed)
                         }
-                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => messages
-                            .lock()
-                            .unwrap()
-                            .push((p.topic.clone(), p.payload.to_vec())),
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                            messages.lock().unwrap().extend(
+                                unbatch(&p.payload)
+                                    .into_iter()
+                                    .map(|b| (p.topic.clone(), b)),
+                            )
+                        }
                         Ok(Ok(_)) => {}
                         Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
                         Err(_) => {}
@@ -193,6 +207,7 @@ impl Consumer {
         }
     }
 
+    /// Predictions received (a batch counts as its predictions).
     pub fn count(&self) -> usize {
         self.messages.lock().unwrap().len()
     }

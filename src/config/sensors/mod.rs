@@ -29,6 +29,8 @@ pub struct SensorConfig {
     pub model: String,
     /// Queue between this sensor and its model's worker.
     pub queue: QueueConfig,
+    /// Which predictions the outbox sends first and drops last.
+    pub priority: Priority,
     /// Type-specific settings.
     pub source: SourceConfig,
 }
@@ -40,6 +42,22 @@ struct Common {
     model: String,
     #[serde(default)]
     queue: Option<QueueConfig>,
+    #[serde(default)]
+    priority: Priority,
+}
+
+/// A sensor's standing in the outbox: after an outage higher priorities are sent first, and when
+/// the outbox is full lower priorities are dropped or thinned first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Sent first, dropped last.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Sent last, dropped first.
+    Low,
 }
 
 /// Bounded queue from a sensor to its model's worker.
@@ -148,7 +166,7 @@ const TYPES: &[&str] = &[
     "serial",
     "recording",
 ];
-const COMMON_KEYS: &[&str] = &["id", "model", "queue"];
+const COMMON_KEYS: &[&str] = &["id", "model", "queue", "priority"];
 
 /// Deserializes one `[[sensors]]` element, recording every problem under `path`.
 pub(super) fn parse_sensor(
@@ -212,6 +230,7 @@ pub(super) fn parse_sensor(
         id: common.id,
         model: common.model,
         queue: common.queue.unwrap_or_else(|| source.default_queue()),
+        priority: common.priority,
         source,
     })
 }

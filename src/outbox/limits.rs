@@ -1,0 +1,178 @@
+//! The cap: what gives way when a new record would pass `max_bytes`.
+//!
+//! Lower priorities give way first. `drop_oldest` deletes the oldest records; `drop_newest` refuses
+//! the new one (unless lower-priority records can make room); `thin` keeps every k-th record of each
+//! sensor: it raises a stride (1 → k → k² …) and walks the backlog oldest first deleting records
+//! whose per-sensor ordinal is not a multiple of it, while new records are stored only when their
+//! ordinal is. A long outage so leaves an even sample of the whole period. Thinning stops once the
+//! backlog has drained below `max_bytes / (2k)`.
+
+use super::generation;
+use super::{envelope, Inner, OutboxError, RecordKey, Shared, PRIORITIES};
+use crate::config::WhenFull;
+use tracing::{info, warn};
+
+/// Past this stride thinning gives up and drops the oldest instead.
+const MAX_STRIDE: u64 = 1 << 40;
+
+impl Shared {
+    /// Makes room for a record of `size` bytes at `priority`; false if the record must be refused.
+    pub(super) fn make_room(
+        &self,
+        inner: &mut Inner,
+        size: u64,
+        priority: u8,
+    ) -> Result<bool, OutboxError> {
+        let max = self.config.max_bytes;
+        if inner.bytes + size <= max {
+            return Ok(true);
+        }
+        if size > max {
+            self.refuse(inner);
+            return Ok(false);
+        }
+        match self.config.when_full {
+            WhenFull::DropNewest => {
+                // Only lower-priority records give way to a new one.
+                while inner.bytes + size > max {
+                    if self.pop_oldest(inner, priority + 1)?.is_none() {
+                        self.refuse(inner);
+                        return Ok(false);
+                    }
+                    inner.counters.dropped_oldest += 1;
+                }
+            }
+            WhenFull::DropOldest => self.drop_oldest_until(inner, size)?,
+            WhenFull::Thin => {
+                self.thin_until(inner, size)?;
+                self.drop_oldest_until(inner, size)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn refuse(&self, inner: &mut Inner) {
+        inner.counters.dropped_newest += 1;
+        inner.state_dirty = true;
+        if inner.counters.dropped_newest.is_power_of_two() {
+            warn!(
+                dropped = inner.counters.dropped_newest,
+                max_bytes = self.config.max_bytes,
+                "Outbox full: new predictions are being dropped"
+            );
+        }
+    }
+
+    fn drop_oldest_until(&self, inner: &mut Inner, size: u64) -> Result<(), OutboxError> {
+        while inner.bytes + size > self.config.max_bytes {
+            if self.pop_oldest(inner, 0)?.is_none() {
+                break;
+            }
+            inner.counters.dropped_oldest += 1;
+            if inner.counters.dropped_oldest.is_power_of_two() {
+                warn!(
+                    dropped = inner.counters.dropped_oldest,
+                    max_bytes = self.config.max_bytes,
+                    "Outbox full: oldest predictions are being dropped"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the oldest record of the lowest priority present, considering only priorities
+    /// `min_priority` (a byte: 0 high) and lower.
+    fn pop_oldest(
+        &self,
+        inner: &mut Inner,
+        min_priority: u8,
+    ) -> Result<Option<RecordKey>, OutboxError> {
+        for p in (min_priority..PRIORITIES).rev() {
+            let first = inner.gens.values().find_map(|g| {
+                g.tree
+                    .scan_prefix([p])
+                    .next()
+                    .and_then(|r| r.ok())
+                    .and_then(|(k, _)| generation::parse_key(&k))
+            });
+            if let Some((_, seq)) = first {
+                let key = RecordKey { priority: p, seq };
+                self.remove(inner, key, "drop oldest")?;
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
+    fn thin_until(&self, inner: &mut Inner, size: u64) -> Result<(), OutboxError> {
+        let k = self.config.thin_factor;
+        if inner.thin_cursor.is_none() {
+            if inner.stride >= MAX_STRIDE {
+                return Ok(());
+            }
+            inner.stride = inner.stride.saturating_mul(k);
+            inner.thin_cursor = Some((PRIORITIES - 1, 0));
+            inner.state_dirty = true;
+            info!(
+                stride = inner.stride,
+                "Outbox full: keeping every {}th record of each sensor", inner.stride
+            );
+        }
+        while inner.bytes + size > self.config.max_bytes {
+            let Some((p, from)) = inner.thin_cursor else {
+                break;
+            };
+            match next_record(inner, p, from) {
+                Some((key, ordinal)) => {
+                    inner.thin_cursor = Some((key.priority, key.seq.saturating_add(1)));
+                    if ordinal % inner.stride != 0 && self.remove(inner, key, "thin")? {
+                        inner.counters.thinned += 1;
+                    }
+                }
+                None => {
+                    // A whole pass is done and it is still full: thin further.
+                    inner.thin_cursor = None;
+                    if inner.stride >= MAX_STRIDE {
+                        break;
+                    }
+                    return self.thin_until(inner, size);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first record at or after `(priority, seq)` in thinning order (low priority first, oldest
+/// first), with its ordinal.
+fn next_record(inner: &Inner, priority: u8, seq: u64) -> Option<(RecordKey, u64)> {
+    for p in (0..=priority).rev() {
+        let start = if p == priority { seq } else { 0 };
+        for g in inner.gens.values() {
+            let first = g
+                .tree
+                .range(generation::key(p, start)..=generation::key(p, u64::MAX))
+                .next()
+                .and_then(|r| r.ok());
+            if let Some((k, v)) = first {
+                let (_, seq) = generation::parse_key(&k)?;
+                let ordinal = envelope::decode(&v).map_or(0, |e| e.ordinal);
+                return Some((RecordKey { priority: p, seq }, ordinal));
+            }
+        }
+    }
+    None
+}
+
+/// Stops thinning once the backlog has drained well below the cap.
+pub(super) fn after_removal(s: &Shared, inner: &mut Inner) {
+    if inner.stride > 1
+        && s.config.when_full == WhenFull::Thin
+        && inner.bytes < s.config.max_bytes / (2 * s.config.thin_factor)
+    {
+        inner.stride = 1;
+        inner.thin_cursor = None;
+        inner.state_dirty = true;
+        info!("Outbox backlog drained: thinning stopped");
+    }
+}
