@@ -4,9 +4,10 @@
 # reject models that release builds run correctly).
 #
 # Needs: mosquitto (the tests start their own on a free loopback port), socat (serial pty pairs),
-# ffmpeg (camera decoder fixtures), sox and espeak-ng (audio fixtures), and Python with the
-# packages in scripts/requirements.txt (onnxruntime is the reference the tests compare against, and
-# its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
+# ffmpeg (camera decoder fixtures), sox and espeak-ng (audio fixtures), ip, tc and iptables (network
+# fault tests put a broker in a network namespace of its own, which also takes root), and Python
+# with the packages in scripts/requirements.txt (onnxruntime is the reference the tests compare
+# against, and its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,12 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] ||
 for tool in socat ffmpeg sox espeak-ng; do
   command -v "$tool" >/dev/null || missing+=("$tool: sudo apt-get install -y $tool")
 done
+for tool in ip tc; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+    missing+=("$tool: sudo apt-get install -y iproute2")
+done
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] ||
+  missing+=("iptables: sudo apt-get install -y iptables")
 "${PYTHON:-python3}" -c "import onnxruntime, numpy" 2>/dev/null ||
   missing+=("onnxruntime, numpy: pip install -r scripts/requirements.txt")
 if [ ${#missing[@]} -gt 0 ]; then

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
@@ -61,16 +63,7 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nlog_dest none\n",
-                self.port,
-                self.dir.path().display()
-            ),
-        )
-        .unwrap();
+        let conf = write_mosquitto_conf(self.dir.path(), &[("127.0.0.1".to_string(), self.port)]);
         let child = Command::new(mosquitto_path())
             .arg("-c")
             .arg(&conf)
@@ -117,6 +110,23 @@ impl Drop for Broker {
     }
 }
 
+/// Writes `dir/mosquitto.conf` for a broker listening on each (address, port) in `listeners`,
+/// persisting into `dir` (which the caller makes writable for mosquitto's own user), and returns its
+/// path.
+fn write_mosquitto_conf(dir: &Path, listeners: &[(String, u16)]) -> PathBuf {
+    let mut text = String::new();
+    for (addr, port) in listeners {
+        text.push_str(&format!("listener {port} {addr}\n"));
+    }
+    text.push_str(&format!(
+        "allow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nlog_dest none\n",
+        dir.display()
+    ));
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, text).unwrap();
+    conf
+}
+
 /// mosquitto lives in /usr/sbin, which is not on every user's PATH.
 fn mosquitto_path() -> PathBuf {
     if let Some(p) = std::env::var_os("MOSQUITTO") {
@@ -160,10 +170,15 @@ pub fn unbatch(payload: &[u8]) -> Vec<Vec<u8>> {
 
 impl Consumer {
     pub fn start(port: u16, filter: &str) -> Consumer {
+        Consumer::start_at("127.0.0.1", port, filter)
+    }
+
+    /// Like `start`, for a broker at `host` rather than on loopback.
+    pub fn start_at(host: &str, port: u16, filter: &str) -> Consumer {
         let messages: Received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
-        let mut opts = MqttOptions::new(format!("test-consumer-{port}"), "127.0.0.1", port);
+        let mut opts = MqttOptions::new(format!("test-consumer-{port}"), host, port);
         opts.set_clean_session(false);
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(1 << 20, 1 << 20);
