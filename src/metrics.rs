@@ -165,6 +165,24 @@ pub fn render(s: &Sources) -> String {
         "The outbox cap.",
         &[(String::new(), o.max_bytes)],
     );
+    family(
+        "outbox_disk_bytes",
+        "gauge",
+        "Bytes of the outbox's files on disk.",
+        &[(String::new(), o.disk_bytes)],
+    );
+    family(
+        "outbox_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest waiting prediction (0 when empty).",
+        &[(String::new(), o.oldest_age_secs.unwrap_or(0))],
+    );
+    family(
+        "outbox_write_failing",
+        "gauge",
+        "1 while the outbox cannot store predictions (disk full, I/O error).",
+        &[(String::new(), u64::from(o.write_failing))],
+    );
     let c = o.counters;
     family(
         "outbox_records_total",
@@ -175,8 +193,13 @@ pub fn render(s: &Sources) -> String {
             (",event=\"acked\"".into(), c.acked),
             (",event=\"dropped_oldest\"".into(), c.dropped_oldest),
             (",event=\"dropped_newest\"".into(), c.dropped_newest),
+            (",event=\"thinned\"".into(), c.thinned),
+            (",event=\"expired\"".into(), c.expired),
             (",event=\"corrupt\"".into(), c.corrupt),
             (",event=\"undeliverable\"".into(), c.undeliverable),
+            (",event=\"purged\"".into(), c.purged),
+            (",event=\"write_error\"".into(), c.write_errors),
+            (",event=\"quarantined\"".into(), c.quarantined),
         ],
     );
     out

@@ -1,6 +1,7 @@
 //! Command line: one file per subcommand.
 
 mod bench;
+mod bench_outbox;
 mod check_config;
 mod infer;
 mod outbox;
@@ -48,6 +49,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Record a sensor's frames with their timing, for replay with `type = "recording"`.
     Record(record::RecordArgs),
+    /// Outbox append rate per durability setting, drain rate with and without batching, and disk
+    /// and memory under churn.
+    BenchOutbox(bench_outbox::BenchOutboxArgs),
     /// Inspect, export or empty the outbox of a stopped daemon.
     Outbox(outbox::OutboxArgs),
 }
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Record(args) => record::run(&args),
         Command::Outbox(args) => outbox::run(&args),
+        Command::BenchOutbox(args) => bench_outbox::run(&args),
     }
 }
 

@@ -25,8 +25,8 @@ pub struct OutboxConfig {
     pub thin_factor: u64,
     /// Records are written to one generation (a sled database of its own) until its files reach
     /// this size; then a new one starts, and a generation is deleted whole once drained. This is what
-    /// bounds the directory: sled reclaims the space of deleted records only partly. Default: a
-    /// quarter of `max_bytes`.
+    /// bounds the directory: sled reclaims the space of deleted records only partly. Default: half
+    /// of `max_bytes` (each open generation costs memory, so fewer, larger ones).
     pub rotate_bytes: Option<u64>,
     /// sled page cache per generation; sled's own default (1 GiB) is far too much for a small board.
     pub cache_bytes: u64,
@@ -51,7 +51,7 @@ impl OutboxConfig {
     /// The generation size limit in effect.
     pub fn rotate_bytes(&self) -> u64 {
         self.rotate_bytes
-            .unwrap_or(self.max_bytes / 4)
+            .unwrap_or(self.max_bytes / 2)
             .max(MIN_ROTATE_BYTES)
     }
 }

@@ -107,6 +107,7 @@ fn remove_drained(s: &Shared, inner: &mut Inner) {
         .filter(|(first, g)| Some(**first) != newest && g.records == 0)
         .map(|(first, _)| *first)
         .collect();
+    let any = !drained.is_empty();
     for first in drained {
         if let Some(g) = inner.gens.remove(&first) {
             let dir = g.dir.clone();
@@ -120,4 +121,17 @@ fn remove_drained(s: &Shared, inner: &mut Inner) {
         }
     }
     let _ = s;
+    if any {
+        return_freed_memory();
+    }
+}
+
+/// A closed generation frees its page cache, but glibc keeps freed memory in its arenas; hand it
+/// back so the daemon's RSS goes down again after a backlog has drained.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

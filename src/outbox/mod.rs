@@ -177,6 +177,9 @@ struct Broken {
 
 /// How often writes are retried after a failure.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// The outbox directory never grows past this many times `max_bytes` (sled needs about 2.3 bytes
+/// of disk per stored byte, plus the generation being drained).
+pub const DISK_BOUND_FACTOR: u64 = 3;
 /// Appends between checks of the newest generation's size.
 const ROTATE_CHECK_EVERY: u32 = 256;
 
@@ -235,6 +238,11 @@ impl Outbox {
         let mut ordinals: HashMap<String, u64> = HashMap::new();
         let mut corrupt = 0;
         for (first_seq, path) in generation_dirs(dir) {
+            if let Some(reason) = truncated(&path, &persisted.closed) {
+                quarantine::move_aside(dir, &path, &reason);
+                quarantined += 1;
+                continue;
+            }
             match Generation::open(&path, config.cache_bytes, false) {
                 Ok((g, contents)) => {
                     if contents.damaged > 0 {
@@ -265,6 +273,7 @@ impl Outbox {
                 0
             });
         persisted.counters.quarantined += quarantined;
+        persisted.closed.clear();
         persisted.counters.corrupt += corrupt;
         let (records, bytes) = gens
             .values()
@@ -476,6 +485,11 @@ impl Outbox {
         reader::for_each(&inner.gens, f)
     }
 
+    /// Records waiting (cheaper than `stats`).
+    pub fn records(&self) -> u64 {
+        self.shared.lock().records
+    }
+
     /// Current size and counters.
     pub fn stats(&self) -> OutboxStats {
         let s = &*self.shared;
@@ -517,8 +531,33 @@ impl Drop for Outbox {
         }
         if let Err(e) = self.shared.flush_all() {
             warn!(error = %e, "Final outbox flush failed");
+            return;
+        }
+        // Everything is on disk: note the files' lengths, to notice truncation at the next open.
+        let s = &*self.shared;
+        let mut inner = s.lock();
+        let closed = inner
+            .gens
+            .values()
+            .filter_map(|g| {
+                let name = g.dir.file_name()?.to_str()?.to_string();
+                Some((name, std::fs::metadata(g.dir.join("db")).ok()?.len()))
+            })
+            .collect();
+        if let Err(e) = s.save_state_closed(&mut inner, closed) {
+            warn!(error = %e, "Cannot save outbox state");
         }
     }
+}
+
+/// Why a generation's files look truncated since the last clean close, if they do.
+fn truncated(path: &Path, closed: &BTreeMap<String, u64>) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let expected = *closed.get(name)?;
+    let len = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
+    (len < expected).then(|| {
+        format!("db file is {len} bytes, {expected} at the last clean shutdown: truncated")
+    })
 }
 
 /// `(first seq, path)` of every generation directory, oldest first.
@@ -560,6 +599,7 @@ impl Shared {
                 reserved_seq: reserved,
                 stride: inner.stride,
                 counters: inner.counters.clone(),
+                closed: BTreeMap::new(),
             },
         )?;
         inner.reserved_seq = reserved;
@@ -569,12 +609,22 @@ impl Shared {
 
     /// Saves counters and stride (not the reservation, which only grows in `reserve`).
     fn save_state(&self, inner: &mut Inner) -> std::io::Result<()> {
+        self.save_state_closed(inner, BTreeMap::new())
+    }
+
+    /// Saves the state with the file lengths of a clean close.
+    fn save_state_closed(
+        &self,
+        inner: &mut Inner,
+        closed: BTreeMap<String, u64>,
+    ) -> std::io::Result<()> {
         state_file::save(
             &self.dir,
             &PersistedState {
                 reserved_seq: inner.reserved_seq,
                 stride: inner.stride,
                 counters: inner.counters.clone(),
+                closed,
             },
         )?;
         inner.state_dirty = false;
@@ -679,7 +729,8 @@ impl Shared {
         Ok(true)
     }
 
-    /// Starts a new generation if the newest has grown past `rotate_bytes`.
+    /// Starts a new generation if the newest has grown past `rotate_bytes`, and keeps the directory
+    /// under its hard bound by dropping the oldest generation whole if it would pass it.
     fn rotate_if_due(&self, inner: &mut Inner) {
         let due = inner
             .gens
@@ -691,6 +742,27 @@ impl Shared {
                 Ok(()) => debug!(generations = inner.gens.len(), "Outbox generation started"),
                 Err(e) => warn!(error = %e, "Cannot start a new outbox generation"),
             }
+        }
+        let bound = self.config.max_bytes.saturating_mul(DISK_BOUND_FACTOR);
+        while inner.gens.len() > 1 {
+            let disk: u64 = inner.gens.values().map(Generation::disk_bytes).sum();
+            if disk <= bound {
+                break;
+            }
+            let Some(first) = inner.gens.keys().next().copied() else {
+                break;
+            };
+            let Some(g) = inner.gens.remove(&first) else {
+                break;
+            };
+            inner.records = inner.records.saturating_sub(g.records);
+            inner.bytes = inner.bytes.saturating_sub(g.bytes);
+            inner.counters.dropped_oldest += g.records;
+            inner.state_dirty = true;
+            let dir = g.dir.clone();
+            drop(g);
+            let removed = std::fs::remove_dir_all(&dir);
+            warn!(generation = %dir.display(), disk_bytes = disk, bound, removed = removed.is_ok(), "Outbox directory at its bound: oldest generation dropped whole");
         }
     }
 

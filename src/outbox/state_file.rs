@@ -4,6 +4,7 @@
 
 use super::Counters;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,11 @@ pub(super) struct PersistedState {
     #[serde(default = "one")]
     pub stride: u64,
     pub counters: Counters,
+    /// At a clean close: each generation's directory name and the length of its `db` file. A file
+    /// found shorter at the next open was truncated while the daemon was stopped; sled would
+    /// silently open what is left.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub closed: BTreeMap<String, u64>,
 }
 
 fn one() -> u64 {

@@ -351,3 +351,49 @@ fn purge_empties_the_store_and_counts() {
     ob.append("s", payload).unwrap();
     assert_eq!(pending_all(&ob).len(), 1);
 }
+
+#[test]
+fn under_churn_the_directory_stays_within_its_bound_and_shrinks_when_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 8u64 << 20;
+    let ob = Outbox::open(dir.path(), &config(cap, WhenFull::DropOldest)).unwrap();
+    let bound = cap * DISK_BOUND_FACTOR;
+    let (mut largest, mut cursor) = (0u64, Cursor::all());
+    let n = 300_000u64;
+    for i in 0..n {
+        ob.append("s", payload).unwrap();
+        // The second half is a connected device, acknowledging until 100 records are left.
+        if i >= n / 2 {
+            let take = if ob.records() > 100 { 2 } else { 1 };
+            let keys: Vec<RecordKey> = ob
+                .pending(&mut cursor, take)
+                .unwrap()
+                .iter()
+                .map(|r| r.key)
+                .collect();
+            ob.ack(&keys).unwrap();
+        }
+        if i % 5_000 == 0 {
+            let disk = generation::dir_bytes(dir.path());
+            largest = largest.max(disk);
+            // Checked every 256 appends: allow what 256 records can add.
+            assert!(
+                disk <= bound + (256 << 10),
+                "record {i}: {disk} bytes on disk, bound {bound}"
+            );
+        }
+    }
+    let stats = ob.stats();
+    assert!(stats.counters.dropped_oldest > 0, "{stats:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ob.stats().generations > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = generation::dir_bytes(dir.path());
+    eprintln!(
+        "largest {:.2}× cap; drained {:.2}× cap",
+        largest as f64 / cap as f64,
+        after as f64 / cap as f64
+    );
+    assert!(after < cap, "{after} bytes left after draining");
+}

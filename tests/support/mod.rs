@@ -153,6 +153,8 @@ pub type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 /// A real MQTT client subscribed with QoS 1 and a persistent session, recording every message.
 pub struct Consumer {
     pub messages: Received,
+    /// When each element of `messages` arrived.
+    pub arrivals: Arc<Mutex<Vec<Instant>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -176,6 +178,7 @@ impl Consumer {
     /// Like `start`, for a broker at `host` rather than on loopback.
     pub fn start_at(host: &str, port: u16, filter: &str) -> Consumer {
         let messages: Received = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
         let mut opts = MqttOptions::new(format!("test-consumer-{port}"), host, port);
@@ -184,7 +187,12 @@ impl Consumer {
         opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut connection) = Client::new(opts, 100);
         let thread = {
-            let (messages, stop, subscribed) = (messages.clone(), stop.clone(), subscribed.clone());
+            let (messages, arrivals, stop, subscribed) = (
+                messages.clone(),
+                arrivals.clone(),
+                stop.clone(),
+                subscribed.clone(),
+            );
             let filter = filter.to_string();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -196,11 +204,16 @@ impl Consumer {
                             subscribed.store(true, Ordering::Relaxed)
                         }
                         Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                            messages.lock().unwrap().extend(
-                                unbatch(&p.payload)
-                                    .into_iter()
-                                    .map(|b| (p.topic.clone(), b)),
-                            )
+                            let items = unbatch(&p.payload);
+                            let now = Instant::now();
+                            arrivals
+                                .lock()
+                                .unwrap()
+                                .extend(std::iter::repeat_n(now, items.len()));
+                            messages
+                                .lock()
+                                .unwrap()
+                                .extend(items.into_iter().map(|b| (p.topic.clone(), b)))
                         }
                         Ok(Ok(_)) => {}
                         Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
@@ -217,6 +230,7 @@ impl Consumer {
         );
         Consumer {
             messages,
+            arrivals,
             stop,
             thread: Some(thread),
         }
