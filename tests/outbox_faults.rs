@@ -482,6 +482,22 @@ fn a_full_disk_is_survived_and_storing_resumes_when_space_returns() {
     let log = daemon.log();
     let status = daemon.terminate(Duration::from_secs(20));
     assert!(status.success(), "{log}");
+    // It keeps writing until the disk is full again; a restart on the full disk still runs.
+    assert!(wait_until(Duration::from_secs(30), || {
+        std::fs::write(mount.path().join("probe"), vec![0u8; 64 << 10]).is_err()
+    }));
+    let daemon = Daemon::start_with_env(&config, &[("RUST_LOG", OsStr::new("edgeinfer=info"))]);
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.log_contains("Running")),
+        "no start on a full disk:\n{}",
+        daemon.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let restart_log = daemon.log();
+    assert!(
+        daemon.terminate(Duration::from_secs(20)).success(),
+        "{restart_log}"
+    );
     // More room, as when an operator clears the disk, so the store can be opened to look at it.
     let grown = std::process::Command::new("mount")
         .args(["-o", "remount,size=64m"])
@@ -500,4 +516,6 @@ fn a_full_disk_is_survived_and_storing_resumes_when_space_returns() {
     eprintln!("{stats:?}");
     assert!(stats.counters.write_errors > 0, "{stats:?}");
     assert!(stats.records > 0);
+    // A full disk is not damage: nothing was quarantined.
+    assert_eq!(stats.counters.quarantined, 0, "{stats:?}");
 }

@@ -44,6 +44,30 @@ pub(super) fn parse_dir_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Why a generation could not be opened.
+#[derive(Debug)]
+pub(super) struct OpenError {
+    pub reason: String,
+    /// The files are damaged (quarantine them), rather than unreadable right now (I/O error,
+    /// disk full: leave them for later).
+    pub damaged: bool,
+}
+
+impl OpenError {
+    fn damaged(reason: String) -> Self {
+        Self {
+            reason,
+            damaged: true,
+        }
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// What was found in a generation when it was opened.
 #[derive(Default)]
 pub(super) struct Contents {
@@ -72,25 +96,34 @@ impl Generation {
     ///
     /// `create` starts a new one, which gets a header; an existing one without its header is
     /// refused, because sled opens a file it cannot make sense of as an empty database.
-    pub fn open(dir: &Path, cache_bytes: u64, create: bool) -> Result<(Self, Contents), String> {
+    pub fn open(dir: &Path, cache_bytes: u64, create: bool) -> Result<(Self, Contents), OpenError> {
         let opened = catch_unwind(AssertUnwindSafe(|| {
             Self::open_inner(dir, cache_bytes, create)
         }));
         match opened {
             Ok(r) => r,
-            Err(panic) => Err(panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .map_or_else(
-                    || "sled panicked".to_string(),
-                    |m| format!("sled panicked: {m}"),
-                )),
+            Err(panic) => Err(OpenError::damaged(
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .map_or_else(
+                        || "sled panicked".to_string(),
+                        |m| format!("sled panicked: {m}"),
+                    ),
+            )),
         }
     }
 
-    fn open_inner(dir: &Path, cache_bytes: u64, create: bool) -> Result<(Self, Contents), String> {
-        let e = |e: sled::Error| e.to_string();
+    fn open_inner(
+        dir: &Path,
+        cache_bytes: u64,
+        create: bool,
+    ) -> Result<(Self, Contents), OpenError> {
+        let e = |e: sled::Error| OpenError {
+            damaged: !matches!(e, sled::Error::Io(_)),
+            reason: e.to_string(),
+        };
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -102,7 +135,9 @@ impl Generation {
             header.insert(HEADER_KEY, &[1u8][..]).map_err(e)?;
             db.flush().map_err(e)?;
         } else if header.get(HEADER_KEY).map_err(e)?.is_none() {
-            return Err("not a readable outbox generation (its header is missing)".into());
+            return Err(OpenError::damaged(
+                "not a readable outbox generation (its header is missing)".into(),
+            ));
         }
         let tree = db.open_tree("records").map_err(e)?;
         let mut contents = Contents::default();

@@ -237,6 +237,7 @@ impl Outbox {
         let mut max_seq = None;
         let mut ordinals: HashMap<String, u64> = HashMap::new();
         let mut corrupt = 0;
+        let mut skipped = false;
         for (first_seq, path) in generation_dirs(dir) {
             if let Some(reason) = truncated(&path, &persisted.closed) {
                 quarantine::move_aside(dir, &path, &reason);
@@ -256,9 +257,14 @@ impl Outbox {
                     }
                     gens.insert(first_seq, g);
                 }
-                Err(reason) => {
-                    quarantine::move_aside(dir, &path, &reason);
+                Err(e) if e.damaged => {
+                    quarantine::move_aside(dir, &path, &e.reason);
                     quarantined += 1;
+                }
+                Err(e) => {
+                    // Not damaged, only unreadable now: left as it is for the next start.
+                    error!(generation = %path.display(), error = %e, "Cannot read outbox generation; its records wait for the next start");
+                    skipped = true;
                 }
             }
         }
@@ -267,7 +273,7 @@ impl Outbox {
             .reserved_seq
             .max(max_seq.map_or(0, |s| s + 1))
             // A lost state file must not let ids be reused.
-            .max(if quarantined > 0 && max_seq.is_some() {
+            .max(if quarantined > 0 || skipped {
                 max_seq.unwrap_or(0) + state_file::SEQ_BLOCK
             } else {
                 0
@@ -307,15 +313,17 @@ impl Outbox {
             _lock: lock,
         });
         {
+            // On a full disk these fail; the daemon still starts, and appends retry them (counted
+            // as write errors) until space returns.
             let mut inner = shared.lock();
             if inner.gens.is_empty() {
-                shared
-                    .new_generation(&mut inner)
-                    .map_err(|e| open_err(e.to_string()))?;
+                if let Err(e) = shared.new_generation(&mut inner) {
+                    error!(error = %e, "Cannot start an outbox generation; retrying on each prediction");
+                }
             }
-            shared
-                .reserve(&mut inner, next_seq)
-                .map_err(|e| open_err(format!("cannot write state.json: {e}")))?;
+            if let Err(e) = shared.reserve(&mut inner, next_seq) {
+                error!(error = %e, "Cannot write the outbox state; retrying on each prediction");
+            }
         }
         let flusher = flusher::Flusher::start(Arc::clone(&shared));
         Ok(Self {
@@ -357,8 +365,12 @@ impl Outbox {
 
         let seq = inner.next_seq;
         if seq >= inner.reserved_seq {
-            s.reserve(&mut inner, seq)
-                .map_err(|e| OutboxError::Unavailable(format!("cannot write state.json: {e}")))?;
+            if let Err(e) = s.reserve(&mut inner, seq) {
+                s.count_write_error(&mut inner);
+                return Err(OutboxError::Unavailable(format!(
+                    "cannot write state.json: {e}"
+                )));
+            }
         }
         inner.next_seq += 1;
         let payload = make(seq);
@@ -585,7 +597,11 @@ impl Shared {
     fn new_generation(&self, inner: &mut Inner) -> Result<(), String> {
         let first = inner.next_seq;
         let path = self.dir.join(generation::dir_name(first));
-        let (g, _) = Generation::open(&path, self.config.cache_bytes, true)?;
+        let (g, _) = Generation::open(&path, self.config.cache_bytes, true).map_err(|e| {
+            // It is new and holds nothing; half-created (disk full), it would look damaged later.
+            let _ = std::fs::remove_dir_all(&path);
+            e.reason
+        })?;
         inner.gens.insert(first, g);
         Ok(())
     }
@@ -633,6 +649,12 @@ impl Shared {
 
     /// Fails fast while writes are failing, retrying at most once a second.
     fn check_writable(&self, inner: &mut Inner) -> Result<(), OutboxError> {
+        if inner.broken.is_none() && inner.gens.is_empty() {
+            if let Err(reason) = self.new_generation(inner) {
+                self.count_write_error(inner);
+                return Err(OutboxError::Unavailable(reason));
+            }
+        }
         let Some(broken) = &inner.broken else {
             return Ok(());
         };
