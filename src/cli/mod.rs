@@ -2,7 +2,9 @@
 
 mod bench;
 mod check_config;
+mod cmd;
 mod infer;
+mod keygen;
 mod print_default_config;
 mod record;
 mod run;
@@ -47,6 +49,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Record a sensor's frames with their timing, for replay with `type = "recording"`.
     Record(record::RecordArgs),
+    /// Make an operator key pair for signing commands (`remote.operator_keys` takes the public key).
+    Keygen(keygen::KeygenArgs),
+    /// Send one signed command to a device over MQTT and print its result.
+    Cmd(cmd::CmdArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -60,6 +66,8 @@ pub fn main() -> ExitCode {
         Command::Infer(args) => infer::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Record(args) => record::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Cmd(args) => cmd::run(&args),
     }
 }
 
