@@ -7,7 +7,8 @@ use std::time::Duration;
 use support::*;
 
 /// Devices may use their own topic tree only; the operator may use every device's.
-const ACL: &str = "user t1\ntopic readwrite edgeinfer/t1/#\n\nuser operator\ntopic readwrite edgeinfer/#\n";
+const ACL: &str =
+    "user t1\ntopic readwrite edgeinfer/t1/#\n\nuser operator\ntopic readwrite edgeinfer/#\n";
 
 #[test]
 fn predictions_flow_over_mutual_tls_under_an_acl() {
@@ -18,7 +19,7 @@ fn predictions_flow_over_mutual_tls_under_an_acl() {
     let broker = TlsBroker::start(&pki, ACL);
     let peer = Peer::connect(
         tls_options(broker.port, "operator", &pki.ca(), Some(&operator)),
-        &["edgeinfer/t1/predictions/#"],
+        &["edgeinfer/t1/predictions/#", "edgeinfer/t1/status"],
     )
     .expect("the operator's certificate is accepted");
 
@@ -27,9 +28,15 @@ fn predictions_flow_over_mutual_tls_under_an_acl() {
     let config = line_config(dir.path(), &readings, None, &broker.url(), "");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&pki.tls_toml(Some(&device)));
+    text.push_str("\n[remote]\n");
     std::fs::write(&config, text).unwrap();
 
     let daemon = Daemon::start(&config);
+    // The management connection works under the same certificate and ACL.
+    let online = peer.wait_json("edgeinfer/t1/status", Duration::from_secs(30), |v| {
+        v["online"] == true
+    });
+    assert!(online.is_some(), "no status over TLS:\n{}", daemon.log());
     assert!(
         wait_until(Duration::from_secs(30), || peer
             .on("edgeinfer/t1/predictions/serial0")
@@ -109,7 +116,12 @@ fn user_name_and_password_are_sent_and_a_wrong_password_is_refused() {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
-    let mut mosquitto = std::process::Command::new(if std::path::Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" })
+    let mut mosquitto =
+        std::process::Command::new(if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        })
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())
@@ -124,7 +136,10 @@ fn user_name_and_password_are_sent_and_a_wrong_password_is_refused() {
     let peer = Peer::connect(opts, &["edgeinfer/t1/predictions/#"]).expect("right password");
     let mut wrong = plain_options(port, "intruder");
     wrong.set_credentials("device", "guess");
-    assert!(Peer::connect(wrong, &[]).is_err(), "a wrong password got in");
+    assert!(
+        Peer::connect(wrong, &[]).is_err(),
+        "a wrong password got in"
+    );
 
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 5);

@@ -127,10 +127,13 @@ pub(super) fn run(args: &CmdArgs) -> ExitCode {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let outcome = runtime.block_on(tokio::time::timeout(
-        args.timeout,
-        exchange(&mqtt, &address, &args.device, &command, &envelope),
-    ));
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(
+            args.timeout,
+            exchange(&mqtt, &address, &args.device, &command, &envelope),
+        )
+        .await
+    });
     match outcome {
         Err(_) => {
             error!(timeout = ?args.timeout, "No result from the device");

@@ -102,10 +102,7 @@ pub fn decode_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, Stri
         .decode(text.trim())
         .map_err(|e| format!("\"{text}\" is not base64: {e}"))?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        format!(
-            "an ed25519 public key is 32 bytes, this one is {}",
-            b.len()
-        )
+        format!("an ed25519 public key is 32 bytes, this one is {}", b.len())
     })?;
     ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .map_err(|e| format!("not a valid ed25519 public key: {e}"))

@@ -167,20 +167,30 @@ fn tls_settings_are_checked_with_their_key_paths() {
     );
     let errors = errors_of(&text);
     let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
-    assert!(has("mqtt.tls: TLS settings need an mqtts:// broker URL"), "{errors:#?}");
+    assert!(
+        has("mqtt.tls: TLS settings need an mqtts:// broker URL"),
+        "{errors:#?}"
+    );
     assert!(has("mqtt.tls.ca_file: cannot read"), "{errors:#?}");
-    assert!(has("mqtt.tls.key_file: cert_file needs key_file"), "{errors:#?}");
+    assert!(
+        has("mqtt.tls.key_file: cert_file needs key_file"),
+        "{errors:#?}"
+    );
 
     let text = format!(
         "{VALID}\n[mqtt]\nbroker = \"mqtts://127.0.0.1\"\n[mqtt.tls]\ncert_file = \"demo.toml\"\nkey_file = \"demo.toml\"\n"
     );
     let errors = errors_of(&text);
     assert!(
-        errors.iter().any(|e| e.contains("mqtt.tls.cert_file") && e.contains("no PEM certificate")),
+        errors
+            .iter()
+            .any(|e| e.contains("mqtt.tls.cert_file") && e.contains("no PEM certificate")),
         "{errors:#?}"
     );
     assert!(
-        errors.iter().any(|e| e.contains("mqtt.tls.key_file") && e.contains("no PEM private key")),
+        errors
+            .iter()
+            .any(|e| e.contains("mqtt.tls.key_file") && e.contains("no PEM private key")),
         "{errors:#?}"
     );
 }

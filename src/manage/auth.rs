@@ -160,7 +160,12 @@ impl Authenticator {
     /// Checks a payload that arrived on the topic of command `topic_name`, at Unix time `now`.
     /// On success the command's sequence number is the new high-water mark of its key, on disk
     /// before this returns.
-    pub fn check(&mut self, topic_name: &str, bytes: &[u8], now: u64) -> Result<Command, Rejection> {
+    pub fn check(
+        &mut self,
+        topic_name: &str,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<Command, Rejection> {
         let p = &self.policy;
         if bytes.len() > p.max_bytes {
             return Err(Rejection::TooLarge {

@@ -60,9 +60,8 @@ pub async fn execute(ctx: &Arc<Context>, command: &Command) -> Result<(Value, Af
         })),
         "get-config" => {
             let path = config_path(ctx)?;
-            let toml = std::fs::read_to_string(path).map_err(|e| {
-                Failure::new("io", format!("cannot read {}: {e}", path.display()))
-            })?;
+            let toml = std::fs::read_to_string(path)
+                .map_err(|e| Failure::new("io", format!("cannot read {}: {e}", path.display())))?;
             done(json!({ "path": path, "toml": toml }))
         }
         "set-config" => set_config(ctx, &command.args).await,
@@ -130,11 +129,14 @@ async fn set_config(ctx: &Arc<Context>, value: &Value) -> Result<(Value, After),
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let current_device = ctx.device().to_string();
     let checked = tokio::task::spawn_blocking(move || {
-        let errors = match Config::from_toml(&toml, &base) {
-            Ok(config) => keeps_management(&config, &current_device),
+        let mut errors = match Config::from_toml(&toml, &base) {
+            Ok(_) => Vec::new(),
             Err(LoadError::Invalid { errors, .. }) => errors,
             Err(other) => vec![ConfigError::new("", other.to_string())],
         };
+        if let Ok(table) = toml.parse::<toml::Table>() {
+            errors.extend(keeps_management(&table, &current_device));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -166,31 +168,43 @@ async fn set_config(ctx: &Arc<Context>, value: &Value) -> Result<(Value, After),
     }
 }
 
-/// A new config must keep this device reachable and answerable.
-fn keeps_management(config: &Config, device: &str) -> Vec<ConfigError> {
+/// A new config must keep this device reachable and answerable. Checked on the TOML table, so
+/// that it is reported along with every other problem of an invalid config.
+fn keeps_management(table: &toml::Table, device: &str) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    if config.device.id != device {
+    let new_id = table
+        .get("device")
+        .and_then(|d| d.get("id"))
+        .and_then(toml::Value::as_str);
+    if new_id.is_some_and(|id| id != device) {
         errors.push(ConfigError::new(
             "device.id",
             format!("cannot change the device id remotely (it is \"{device}\")"),
         ));
     }
-    if config.mqtt.is_none() {
+    if !table.contains_key("mqtt") {
         errors.push(ConfigError::new(
             "mqtt",
             "removing [mqtt] would cut the device off from management",
         ));
     }
-    match &config.remote {
+    match table.get("remote") {
         None => errors.push(ConfigError::new(
             "remote",
             "removing [remote] would cut the device off from management",
         )),
-        Some(r) if r.operator_keys.is_empty() => errors.push(ConfigError::new(
-            "remote.operator_keys",
-            "without operator keys no further command would be accepted",
-        )),
-        Some(_) => {}
+        Some(r) => {
+            let keys = r
+                .get("operator_keys")
+                .and_then(toml::Value::as_array)
+                .map_or(0, Vec::len);
+            if keys == 0 {
+                errors.push(ConfigError::new(
+                    "remote.operator_keys",
+                    "without operator keys no further command would be accepted",
+                ));
+            }
+        }
     }
     errors
 }

@@ -14,12 +14,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Events from the event loop task; bounded, and the event loop waits when it is full.
+/// Events from the event loop task (connection, incoming messages, errors; the rest are not
+/// forwarded). Bounded, and the event loop waits when it is full. Commands are acknowledged only
+/// once handled, so the broker's in-flight window (mosquitto: 20 by default) bounds how many
+/// incoming messages are outstanding: with a window below this size the event loop never waits.
 const EVENT_QUEUE: usize = 64;
-/// Requests queued to rumqttc (results, status, telemetry). Commands are handled one at a time,
-/// so a handful is plenty; when it is full, telemetry is skipped and a result is dropped (and
-/// logged) rather than stalling the connection.
-const REQUEST_QUEUE: usize = 32;
+/// Requests queued to rumqttc (results, acknowledgements, status, telemetry). When it is full a
+/// result waits for room, up to `RESULT_WAIT`; telemetry is skipped.
+const REQUEST_QUEUE: usize = 64;
+/// Longest a command result waits for room in the request queue before it is dropped (and
+/// logged), so that a broker with an unbounded in-flight window cannot wedge the connection.
+const RESULT_WAIT: Duration = Duration::from_secs(5);
 /// At shutdown, how long to wait for the offline status and DISCONNECT to be written.
 const DISCONNECT_WAIT: Duration = Duration::from_millis(500);
 
@@ -55,12 +60,20 @@ impl Control {
             max_lifetime_secs: remote.max_command_lifetime_secs,
             clock_skew_secs: remote.clock_skew_secs,
         };
-        let replay_file = ctx.config.device.data_dir.join("remote").join("replay.json");
+        let replay_file = ctx
+            .config
+            .device
+            .data_dir
+            .join("remote")
+            .join("replay.json");
         // A damaged high-water file must not let old commands through, nor stop the daemon:
         // commands are refused (with this reason) until an operator repairs it on the device.
         let auth = Authenticator::open(policy, replay_file.clone()).map_err(|e| {
             let reason = format!("{}: {e}", replay_file.display());
-            tracing::error!(reason, "Cannot read the replay high-water marks; commands are refused");
+            tracing::error!(
+                reason,
+                "Cannot read the replay high-water marks; commands are refused"
+            );
             reason
         });
         Some(Ok(Self {
@@ -116,6 +129,9 @@ impl Control {
             .unwrap_or_else(|| self.device().to_string());
         let mut opts = options::build(&self.mqtt, &self.address, format!("{base}-ctl"));
         opts.set_clean_session(true);
+        // Flow control: the broker sends no more than its in-flight window of unacknowledged
+        // commands, so a flood waits at the broker instead of piling up here.
+        opts.set_manual_acks(true);
         opts.set_max_packet_size(self.remote.max_message_bytes, self.mqtt.max_packet_bytes);
         opts.set_last_will(LastWill::new(
             topics::status(self.prefix(), self.device()),
@@ -174,10 +190,14 @@ impl Control {
                             // The subscription only matches this device's commands; anything
                             // else is not acted on.
                             debug!(topic = %p.topic, "Message outside this device's command topics ignored");
+                            let _ = client.try_ack(&p);
                             continue;
                         };
                         let name = name.to_string();
                         let after = self.handle(&client, &name, p.payload.to_vec()).await;
+                        if tokio::time::timeout(RESULT_WAIT, client.ack(&p)).await.is_err() {
+                            debug!("Command acknowledgement not queued");
+                        }
                         if after == After::Reload {
                             if let Some(reload) = &self.ctx.reload {
                                 info!("New configuration written by command; reloading");
@@ -219,7 +239,13 @@ impl Control {
             Err(rejection) => {
                 warn!(command = name, reason = rejection.code(), detail = %rejection, "Command refused");
                 (
-                    failure(correlation, name, rejection.code(), rejection.to_string(), None),
+                    failure(
+                        correlation,
+                        name,
+                        rejection.code(),
+                        rejection.to_string(),
+                        None,
+                    ),
                     After::Nothing,
                 )
             }
@@ -235,15 +261,26 @@ impl Control {
                     }
                     Err(f) => {
                         warn!(command = name, id = %command.id, reason = f.code, detail = %f.message, "Command failed");
-                        (failure(id, name, f.code, f.message, f.details), After::Nothing)
+                        (
+                            failure(id, name, f.code, f.message, f.details),
+                            After::Nothing,
+                        )
                     }
                 }
             }
         };
         let topic = topics::command_result(self.prefix(), self.device(), name);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, bytes) {
-            warn!(command = name, error = %e, "Command result not sent: request queue full");
+        let sent = tokio::time::timeout(
+            RESULT_WAIT,
+            client.publish(topic, QoS::AtLeastOnce, false, bytes),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            warn!(
+                command = name,
+                "Command result not sent: the connection is not taking requests"
+            );
         }
         after
     }
@@ -263,12 +300,21 @@ fn failure(
     json!({ "id": id, "command": name, "ok": false, "error": error })
 }
 
-/// Drives the event loop, forwarding events; stops at the first error so the connection is rebuilt.
+/// Drives the event loop, forwarding the events the session acts on; stops at the first error so
+/// the connection is rebuilt. Acknowledgements and other outgoing events are not forwarded, so
+/// they cannot fill the queue and stall the event loop.
 async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
     loop {
         let event = eventloop.poll().await;
         let failed = event.is_err();
-        if tx.send(event).await.is_err() || failed {
+        let wanted = matches!(
+            event,
+            Err(_)
+                | Ok(Event::Incoming(Packet::ConnAck(_)))
+                | Ok(Event::Incoming(Packet::Publish(_)))
+                | Ok(Event::Outgoing(Outgoing::Disconnect))
+        );
+        if (wanted && tx.send(event).await.is_err()) || failed {
             break;
         }
     }

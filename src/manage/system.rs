@@ -60,6 +60,8 @@ pub struct Disk {
 }
 
 /// Space on the file system of `path`.
+// statvfs field widths differ by target (32 bits on armv7), so the casts are needed there.
+#[allow(clippy::unnecessary_cast)]
 pub fn disk(path: &Path) -> Option<Disk> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;

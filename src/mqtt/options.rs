@@ -25,9 +25,7 @@ pub fn build(config: &MqttConfig, address: &BrokerAddress, client_id: String) ->
             error!(broker = %config.broker, error = %e, "TLS settings unusable; the connection will fail");
             untrusting()
         });
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            client,
-        )));
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client)));
     }
     opts
 }

@@ -154,7 +154,10 @@ mod tests {
         }
         w.record_error();
         let s = w.take().unwrap();
-        assert_eq!((s.samples, s.p50_us, s.p99_us, s.max_us, s.errors), (100, 51, 99, 100, 1));
+        assert_eq!(
+            (s.samples, s.p50_us, s.p99_us, s.max_us, s.errors),
+            (100, 51, 99, 100, 1)
+        );
         assert_eq!(w.take(), None);
         for _ in 0..10_000 {
             w.record(7);

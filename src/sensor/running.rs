@@ -72,7 +72,13 @@ impl Sensors {
         port: SensorPort,
     ) -> std::io::Result<()> {
         let stop = self.shutdown.child_token();
-        let thread = spawn(Arc::clone(&id), opened, settings, port.clone(), stop.clone())?;
+        let thread = spawn(
+            Arc::clone(&id),
+            opened,
+            settings,
+            port.clone(),
+            stop.clone(),
+        )?;
         self.lock().insert(
             id,
             Running {

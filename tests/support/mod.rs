@@ -521,7 +521,9 @@ impl Pki {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
@@ -704,8 +706,12 @@ impl Peer {
         let (client, mut connection) = Client::new(opts, 100);
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
         let thread = {
-            let (messages, stop, state, client) =
-                (messages.clone(), stop.clone(), state.clone(), client.clone());
+            let (messages, stop, state, client) = (
+                messages.clone(),
+                stop.clone(),
+                state.clone(),
+                client.clone(),
+            );
             std::thread::spawn(move || {
                 let mut pending_subacks = filters.len();
                 while !stop.load(Ordering::Relaxed) {
@@ -807,4 +813,59 @@ impl Drop for Peer {
             let _ = t.join();
         }
     }
+}
+
+/// An operator key pair for signing commands in tests.
+pub fn operator_key() -> ed25519_dalek::SigningKey {
+    edgeinfer::manage::auth::generate_key().unwrap()
+}
+
+/// A signed command envelope for `device`, valid for a minute from now, as JSON bytes.
+pub fn signed_command(
+    key: &ed25519_dalek::SigningKey,
+    device: &str,
+    name: &str,
+    seq: u64,
+    args: serde_json::Value,
+) -> (String, Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let command = edgeinfer::manage::auth::Command {
+        id: format!("test-{name}-{seq}"),
+        device: device.to_string(),
+        command: name.to_string(),
+        issued_at: now,
+        expires_at: now + 60,
+        seq,
+        args,
+    };
+    let envelope = edgeinfer::manage::auth::Envelope::sign(&command, key);
+    (command.id, serde_json::to_vec(&envelope).unwrap())
+}
+
+/// A managed device's config: the vibration model fed by a looping line replay (`serial0`) at
+/// `rate` frames per second, `[mqtt]` on `broker`, and `[remote]` trusting `key` with telemetry
+/// every second. `extra` is appended inside `[remote]`.
+pub fn remote_config(
+    dir: &Path,
+    broker: &str,
+    key: &ed25519_dalek::SigningKey,
+    rate: f64,
+    extra: &str,
+) -> PathBuf {
+    let readings = dir.join("readings.csv");
+    write_readings(&readings, 50);
+    let config = line_config(dir, &readings, Some(rate), broker, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("rate = {rate}"),
+        &format!("rate = {rate}\nloop = true"),
+    );
+    let text = format!(
+        "{text}\n[remote]\noperator_keys = [\"{}\"]\ntelemetry_interval_secs = 1\n{extra}\n",
+        edgeinfer::manage::auth::public_key_text(&key.verifying_key())
+    );
+    std::fs::write(&config, text).unwrap();
+    config
 }
