@@ -6,7 +6,9 @@ use super::telemetry::Sampler;
 use super::{status, unix_now, Context};
 use crate::config::{BrokerAddress, MqttConfig, RemoteConfig};
 use crate::mqtt::{options, topics};
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, Publish, QoS,
+};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,16 +17,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// Events from the event loop task (connection, incoming messages, errors; the rest are not
-/// forwarded). Bounded, and the event loop waits when it is full. Commands are acknowledged only
-/// once handled, so the broker's in-flight window (mosquitto: 20 by default) bounds how many
-/// incoming messages are outstanding: with a window below this size the event loop never waits.
+/// forwarded). Bounded, and the event loop waits when it is full; the session drains it even
+/// while it waits to queue a result, so the two never wait on each other.
 const EVENT_QUEUE: usize = 64;
 /// Requests queued to rumqttc (results, acknowledgements, status, telemetry). When it is full a
-/// result waits for room, up to `RESULT_WAIT`; telemetry is skipped.
+/// result waits for room; telemetry is skipped.
 const REQUEST_QUEUE: usize = 64;
-/// Longest a command result waits for room in the request queue before it is dropped (and
-/// logged), so that a broker with an unbounded in-flight window cannot wedge the connection.
-const RESULT_WAIT: Duration = Duration::from_secs(5);
+/// Commands received but not yet handled, in bytes. Commands are acknowledged only once handled,
+/// so the broker's in-flight window normally bounds them; past this, a command is answered
+/// `busy` (best effort) and dropped.
+const INBOX_BYTES: usize = 16 * 1024 * 1024;
 /// At shutdown, how long to wait for the offline status and DISCONNECT to be written.
 const DISCONNECT_WAIT: Duration = Duration::from_millis(500);
 
@@ -152,8 +154,19 @@ impl Control {
         let mut telemetry = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let status_topic = topics::status(self.prefix(), self.device());
+        let mut inbox = Inbox::default();
 
         let end = loop {
+            if let Some(reason) = inbox.lost.take() {
+                break SessionEnd::Lost { connected, reason };
+            }
+            if !self.shutdown.is_cancelled() {
+                if let Some(p) = inbox.queue.pop_front() {
+                    inbox.bytes -= p.payload.len();
+                    self.command(&client, p, &mut events, &mut inbox).await;
+                    continue;
+                }
+            }
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
@@ -185,26 +198,7 @@ impl Control {
                             break SessionEnd::Lost { connected, reason: format!("cannot publish status: {e}") };
                         }
                     }
-                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) else {
-                            // The subscription only matches this device's commands; anything
-                            // else is not acted on.
-                            debug!(topic = %p.topic, "Message outside this device's command topics ignored");
-                            let _ = client.try_ack(&p);
-                            continue;
-                        };
-                        let name = name.to_string();
-                        let after = self.handle(&client, &name, p.payload.to_vec()).await;
-                        if tokio::time::timeout(RESULT_WAIT, client.ack(&p)).await.is_err() {
-                            debug!("Command acknowledgement not queued");
-                        }
-                        if after == After::Reload {
-                            if let Some(reload) = &self.ctx.reload {
-                                info!("New configuration written by command; reloading");
-                                reload.notify_one();
-                            }
-                        }
-                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(&client, p, &mut inbox),
                     Some(Ok(_)) => {}
                 },
                 _ = telemetry.tick(), if connected => {
@@ -220,8 +214,103 @@ impl Control {
         end
     }
 
-    /// Authenticates and runs one command, and publishes its result.
-    async fn handle(&self, client: &AsyncClient, name: &str, payload: Vec<u8>) -> After {
+    /// Queues an incoming message for handling, or refuses it when the inbox is full.
+    fn receive(&self, client: &AsyncClient, p: Publish, inbox: &mut Inbox) {
+        if inbox.bytes + p.payload.len() > INBOX_BYTES {
+            warn!(topic = %p.topic, "Command dropped: too many waiting");
+            if let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) {
+                let body = failure(
+                    Authenticator::correlation_id(&p.payload),
+                    name,
+                    "busy",
+                    "too many commands waiting; send it again later".into(),
+                    None,
+                );
+                let topic = topics::command_result(self.prefix(), self.device(), name);
+                let _ = client.try_publish(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                );
+            }
+            let _ = client.try_ack(&p);
+            return;
+        }
+        inbox.bytes += p.payload.len();
+        inbox.queue.push_back(p);
+    }
+
+    /// Handles one message: runs the command, publishes the result, then acknowledges it.
+    async fn command(
+        &self,
+        client: &AsyncClient,
+        p: Publish,
+        events: &mut Events,
+        inbox: &mut Inbox,
+    ) {
+        let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) else {
+            // The subscription only matches this device's commands; anything else is not
+            // acted on.
+            debug!(topic = %p.topic, "Message outside this device's command topics ignored");
+            self.send(client, client.ack(&p), events, inbox).await;
+            return;
+        };
+        let name = name.to_string();
+        let (body, after) = self.handle(&name, p.payload.to_vec()).await;
+        let topic = topics::command_result(self.prefix(), self.device(), &name);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        if !self
+            .send(
+                client,
+                client.publish(topic, QoS::AtLeastOnce, false, bytes),
+                events,
+                inbox,
+            )
+            .await
+        {
+            warn!(command = %name, "Command result not sent: the connection ended");
+        }
+        self.send(client, client.ack(&p), events, inbox).await;
+        if after == After::Reload {
+            if let Some(reload) = &self.ctx.reload {
+                info!("New configuration written by command; reloading");
+                reload.notify_one();
+            }
+        }
+    }
+
+    /// Waits for a request to be queued to rumqttc while still taking events, so that the event
+    /// loop is never stuck on a full event queue meanwhile. False if the connection ended.
+    async fn send(
+        &self,
+        client: &AsyncClient,
+        request: impl std::future::Future<Output = Result<(), rumqttc::ClientError>>,
+        events: &mut Events,
+        inbox: &mut Inbox,
+    ) -> bool {
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                sent = &mut request => return sent.is_ok(),
+                event = events.recv() => match event {
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(client, p, inbox),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        inbox.lost = Some(e.to_string());
+                        return false;
+                    }
+                    None => {
+                        inbox.lost = Some("event loop ended".into());
+                        return false;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Authenticates and runs one command; returns its result.
+    async fn handle(&self, name: &str, payload: Vec<u8>) -> (Value, After) {
         let correlation = Authenticator::correlation_id(&payload);
         let auth = Arc::clone(&self.auth);
         let topic_name = name.to_string();
@@ -269,21 +358,19 @@ impl Control {
                 }
             }
         };
-        let topic = topics::command_result(self.prefix(), self.device(), name);
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let sent = tokio::time::timeout(
-            RESULT_WAIT,
-            client.publish(topic, QoS::AtLeastOnce, false, bytes),
-        )
-        .await;
-        if !matches!(sent, Ok(Ok(()))) {
-            warn!(
-                command = name,
-                "Command result not sent: the connection is not taking requests"
-            );
-        }
-        after
+        (body, after)
     }
+}
+
+/// The event queue of one connection.
+type Events = mpsc::Receiver<Result<Event, ConnectionError>>;
+
+/// Commands received and not yet handled, and whether the connection ended meanwhile.
+#[derive(Default)]
+struct Inbox {
+    queue: std::collections::VecDeque<Publish>,
+    bytes: usize,
+    lost: Option<String>,
 }
 
 fn failure(
