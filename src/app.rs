@@ -1,16 +1,21 @@
 //! Builds the daemon from a `Config` and runs it until shutdown.
 
 use crate::config::{Config, SourceConfig};
+use crate::manage::{self, Control};
 use crate::metrics;
 use crate::model::{LoadedModel, ModelError};
 use crate::mqtt::Uplink;
 use crate::outbox::{Outbox, OutboxError};
-use crate::pipeline::{FrameQueue, PipelineError, Postprocessor, Preprocessor, Worker};
-use crate::sensor::{self, SensorError};
+use crate::pipeline::{
+    FrameQueue, LatencyWindow, PipelineError, Postprocessor, Preprocessor, Worker,
+};
+use crate::sensor::{self, SensorError, Sensors};
 use crate::service::{self, Heartbeat, Notifier};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -61,6 +66,16 @@ pub enum StartError {
     },
 }
 
+/// Where the running config came from, for remote management (`get-config`, `set-config`).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The config file.
+    pub config_path: Option<PathBuf>,
+    /// Notified to have the config file loaded again and the daemon restarted on it (as on
+    /// SIGHUP).
+    pub reload: Option<Arc<Notify>>,
+}
+
 impl From<tokio::task::JoinError> for StartError {
     /// A start-up task that panicked or was cancelled.
     fn from(e: tokio::task::JoinError) -> Self {
@@ -78,6 +93,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
     notifier: Option<Arc<Notifier>>,
+    origin: Origin,
 ) -> Result<(), StartError> {
     let data_dir = config.device.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
@@ -114,6 +130,7 @@ pub async fn run(
         None => None,
     };
     let started = Instant::now();
+    let started_at = SystemTime::now();
 
     let mut models = HashMap::new();
     for mc in &config.models {
@@ -171,13 +188,29 @@ pub async fn run(
             .entry(sc.model.clone())
             .or_default()
             .insert(Arc::clone(&id), Arc::clone(&port.stats));
-        sensors.push((id, source, settings, port));
+        sensors.push((id, sc.source.clone(), source, settings, port));
     }
 
     let mut workers = Vec::new();
     let mut queues = Vec::new();
     let mut heartbeats = Vec::new();
+    let mut model_infos = Vec::new();
+    let mut latencies = Vec::new();
     for (id, (model, pre, post, queue)) in models {
+        let latency = Arc::new(LatencyWindow::default());
+        latencies.push((id.clone(), Arc::clone(&latency)));
+        model_infos.push(manage::ModelInfo {
+            id: id.clone(),
+            version: model.version.clone(),
+            backend: model.backend,
+            path: model.path.clone(),
+            sensors: config
+                .sensors
+                .iter()
+                .filter(|s| s.model == id)
+                .map(|s| s.id.clone())
+                .collect(),
+        });
         queues.push(Arc::clone(&queue));
         let heartbeat = Arc::new(Heartbeat::default());
         heartbeats.push((id.clone(), Arc::clone(&heartbeat)));
@@ -191,6 +224,7 @@ pub async fn run(
             stats: stats_by_model.remove(&id).unwrap_or_default(),
             log_predictions: config.device.log_predictions,
             heartbeat,
+            latency,
         };
         workers.push(worker.spawn()?);
     }
@@ -216,16 +250,31 @@ pub async fn run(
         }
     };
 
-    let mut sensor_threads = Vec::new();
+    let running_sensors = Arc::new(Sensors::new(shutdown.clone()));
     let mut all_stats = Vec::new();
-    for (id, source, settings, port) in sensors {
+    for (id, source_config, source, settings, port) in sensors {
         all_stats.push((Arc::clone(&id), Arc::clone(&port.stats)));
-        let token = shutdown.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sensor-{id}"))
-            .spawn(move || sensor::run_capture(id, source, settings, port, token))?;
-        sensor_threads.push(thread);
+        running_sensors.start(id, source_config, source, settings, port)?;
     }
+    model_infos.sort_by(|a, b| a.id.cmp(&b.id));
+    latencies.sort_by(|a, b| a.0.cmp(&b.0));
+    let context = Arc::new(manage::Context {
+        config: config.clone(),
+        config_path: origin.config_path,
+        reload: origin.reload,
+        models: model_infos,
+        sensor_stats: all_stats.clone(),
+        sensors: Arc::clone(&running_sensors),
+        latencies,
+        outbox: Arc::clone(&outbox),
+        started,
+        started_at,
+    });
+    // Management stops with the uplink, so the device reports itself offline last.
+    let control = match Control::new(context, uplink_stop.clone()) {
+        Some(control) => Some(tokio::spawn(control.map_err(StartError::Mqtt)?.run())),
+        None => None,
+    };
     info!(
         device = %config.device.id,
         models = config.models.len(),
@@ -281,6 +330,7 @@ pub async fn run(
     for q in &queues {
         q.close();
     }
+    let sensor_threads = running_sensors.take_threads();
     let joined = tokio::time::timeout(
         STOP_TIMEOUT,
         tokio::task::spawn_blocking(move || {
@@ -300,6 +350,9 @@ pub async fn run(
     }
     uplink_stop.cancel();
     if let Some(task) = uplink {
+        let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
+    }
+    if let Some(task) = control {
         let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
     }
     // Appends are already on disk; this makes the last acknowledgements durable too, so that

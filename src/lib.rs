@@ -5,6 +5,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod frame;
+pub mod manage;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;

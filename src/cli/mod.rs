@@ -3,7 +3,9 @@
 mod bench;
 mod bench_outbox;
 mod check_config;
+mod cmd;
 mod infer;
+mod keygen;
 mod outbox;
 mod print_default_config;
 mod record;
@@ -54,6 +56,10 @@ enum Command {
     BenchOutbox(bench_outbox::BenchOutboxArgs),
     /// Inspect, export or empty the outbox of a stopped daemon.
     Outbox(outbox::OutboxArgs),
+    /// Make an operator key pair for signing commands (`remote.operator_keys` takes the public key).
+    Keygen(keygen::KeygenArgs),
+    /// Send one signed command to a device over MQTT and print its result.
+    Cmd(cmd::CmdArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -69,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Record(args) => record::run(&args),
         Command::Outbox(args) => outbox::run(&args),
         Command::BenchOutbox(args) => bench_outbox::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Cmd(args) => cmd::run(&args),
     }
 }
 

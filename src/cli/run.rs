@@ -40,8 +40,8 @@ pub(super) fn run(path: &Path) -> ExitCode {
     }
 }
 
-/// Runs the daemon until `shutdown`. On SIGHUP the config file is read and validated again: a
-/// valid one replaces the running daemon (queued frames drained, outbox flushed, then a fresh
+/// Runs the daemon until `shutdown`. On SIGHUP (or a `set-config` command) the config file is
+/// read and validated again: a valid one replaces the running daemon (queued frames drained, outbox flushed, then a fresh
 /// start on the new config); an invalid one is reported, every error of it, and the daemon keeps
 /// running on the config it has.
 async fn serve(
@@ -58,12 +58,19 @@ async fn serve(
             None
         }
     };
+    // A `set-config` command asks for a reload the same way a SIGHUP does.
+    let reload = Arc::new(tokio::sync::Notify::new());
     loop {
         let generation = shutdown.child_token();
+        let origin = crate::app::Origin {
+            config_path: Some(path.to_path_buf()),
+            reload: Some(Arc::clone(&reload)),
+        };
         let mut app = tokio::spawn(crate::app::run(
             config.clone(),
             generation.clone(),
             notifier.clone(),
+            origin,
         ));
         let next = loop {
             let hangup = async {
@@ -76,9 +83,13 @@ async fn serve(
                 result = &mut app => {
                     return result?;
                 }
-                _ = hangup => {}
+                _ = hangup => {
+                    info!(config = %path.display(), "SIGHUP: reloading the configuration");
+                }
+                _ = reload.notified() => {
+                    info!(config = %path.display(), "Reloading the configuration on request");
+                }
             }
-            info!(config = %path.display(), "SIGHUP: reloading the configuration");
             match Config::load(path) {
                 Ok(next) => break next,
                 Err(err) => {

@@ -12,6 +12,7 @@ mod models;
 mod mqtt;
 mod outbox;
 mod parse;
+mod remote;
 mod sensors;
 
 pub use device::DeviceConfig;
@@ -21,8 +22,9 @@ pub use models::{
     Activation, BoxFormat, ChannelOrder, DetectConfig, DetectFormat, ImagePreprocess, Layout,
     ModelConfig, OrtOptions, PostprocessConfig, PreprocessConfig, BACKEND_NAMES,
 };
-pub use mqtt::{BrokerAddress, MqttConfig};
+pub use mqtt::{BrokerAddress, MqttConfig, TlsConfig};
 pub use outbox::{Durability, OutboxConfig, WhenFull};
+pub use remote::{decode_public_key, RemoteConfig};
 pub use sensors::{
     AudioConfig, CameraConfig, FlowControl, ImageReplayConfig, LengthPrefix, LineReplayConfig,
     Overflow, Parity, PixelFormat, Priority, QueueConfig, RecordingConfig, SampleType,
@@ -47,6 +49,8 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     /// Prometheus endpoint; off without it.
     pub metrics: Option<MetricsConfig>,
+    /// Management over MQTT; off without it.
+    pub remote: Option<RemoteConfig>,
 }
 
 /// The default configuration printed by `edgeinfer print-default-config`: every key, documented.
@@ -107,6 +111,9 @@ impl Config {
                 }) => resolve(l),
                 _ => {}
             }
+        }
+        if let Some(tls) = self.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
+            tls.resolve_paths(resolve);
         }
         for sensor in &mut self.sensors {
             match &mut sensor.source {
@@ -197,6 +204,15 @@ impl Config {
         }
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate("mqtt", &mut errors);
+        }
+        if let Some(remote) = &self.remote {
+            remote.validate("remote", &mut errors);
+            if self.mqtt.is_none() {
+                errors.push(ConfigError::new(
+                    "remote",
+                    "remote management needs an [mqtt] section",
+                ));
+            }
         }
         errors
     }

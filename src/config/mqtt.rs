@@ -2,13 +2,17 @@
 
 use super::{check_id, ConfigError};
 use serde::Deserialize;
+use std::path::PathBuf;
 
 /// Broker connection and topic settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtt://host:port` (port defaults to 1883).
+    /// `mqtt://host:port` (port defaults to 1883), or `mqtts://host:port` for TLS (8883).
     pub broker: String,
+    /// TLS settings for an `mqtts://` broker: a custom CA, and a client certificate for mutual TLS.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// MQTT client id; defaults to the device id.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -49,6 +53,61 @@ pub struct MqttConfig {
     pub live_share: f64,
 }
 
+/// `[mqtt.tls]`: whom to trust and who this device is. Files are PEM and are read again on every
+/// connection, so a rotated certificate is picked up without a restart.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates that signed the broker's certificate; the system's roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// This device's certificate chain, for brokers that require client certificates.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub(super) fn resolve_paths(&mut self, resolve: impl Fn(&mut PathBuf)) {
+        for p in [&mut self.ca_file, &mut self.cert_file, &mut self.key_file]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p);
+        }
+    }
+
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        use crate::mqtt::tls;
+        if let Some(ca) = &self.ca_file {
+            if let Err(e) = tls::read_certificates(ca) {
+                errors.push(ConfigError::new(format!("{path}.ca_file"), e.to_string()));
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                if let Err(e) = tls::read_certificates(cert) {
+                    errors.push(ConfigError::new(format!("{path}.cert_file"), e.to_string()));
+                }
+                if let Err(e) = tls::read_private_key(key) {
+                    errors.push(ConfigError::new(format!("{path}.key_file"), e.to_string()));
+                }
+            }
+            (Some(_), None) => errors.push(ConfigError::new(
+                format!("{path}.key_file"),
+                "cert_file needs key_file (the certificate's private key)",
+            )),
+            (None, Some(_)) => errors.push(ConfigError::new(
+                format!("{path}.cert_file"),
+                "key_file needs cert_file (the certificate it belongs to)",
+            )),
+            (None, None) => {}
+        }
+    }
+}
+
 fn default_prefix() -> String {
     "edgeinfer".into()
 }
@@ -74,22 +133,37 @@ fn default_live_share() -> f64 {
     0.5
 }
 
-/// Host and port of a broker, parsed from `mqtt://host:port`.
+/// Host and port of a broker, parsed from `mqtt://host:port` or `mqtts://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddress {
     /// Host name or address.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Connect with TLS (`mqtts://`, `ssl://`).
+    pub tls: bool,
 }
 
 impl BrokerAddress {
-    /// Parses `mqtt://host[:port]` or `tcp://host[:port]`.
+    /// Parses `mqtt://host[:port]` or `tcp://host[:port]` (plain, port 1883), or
+    /// `mqtts://host[:port]` or `ssl://host[:port]` (TLS, port 8883).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
+        let (rest, tls) = if let Some(r) = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| format!("\"{url}\": expected mqtt://host:port"))?;
+        {
+            (r, false)
+        } else if let Some(r) = url
+            .strip_prefix("mqtts://")
+            .or_else(|| url.strip_prefix("ssl://"))
+        {
+            (r, true)
+        } else {
+            return Err(format!(
+                "\"{url}\": expected mqtt://host:port or mqtts://host:port"
+            ));
+        };
+        let default_port = if tls { 8883 } else { 1883 };
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('@') {
             return Err(format!(
@@ -103,7 +177,7 @@ impl BrokerAddress {
                     .map_err(|_| format!("\"{url}\": bad port \"{p}\""))?;
                 (h, port)
             }
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -112,14 +186,23 @@ impl BrokerAddress {
         Ok(Self {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 }
 
 impl MqttConfig {
     pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        if let Err(e) = BrokerAddress::parse(&self.broker) {
-            errors.push(ConfigError::new(format!("{path}.broker"), e));
+        match BrokerAddress::parse(&self.broker) {
+            Err(e) => errors.push(ConfigError::new(format!("{path}.broker"), e)),
+            Ok(address) if !address.tls && self.tls.is_some() => errors.push(ConfigError::new(
+                format!("{path}.tls"),
+                "TLS settings need an mqtts:// broker URL",
+            )),
+            Ok(_) => {}
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate(&format!("{path}.tls"), errors);
         }
         if let Some(id) = &self.client_id {
             if id.is_empty() || id.len() > 128 {

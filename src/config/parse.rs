@@ -2,12 +2,15 @@
 
 use super::{
     Config, ConfigError, DeviceConfig, LoadError, MetricsConfig, MqttConfig, OutboxConfig,
+    RemoteConfig,
 };
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-const SECTIONS: &[&str] = &["device", "models", "sensors", "outbox", "mqtt", "metrics"];
+const SECTIONS: &[&str] = &[
+    "device", "models", "sensors", "outbox", "mqtt", "metrics", "remote",
+];
 
 /// A config as far as it deserialized, with the problems found on the way.
 pub(super) struct Parsed {
@@ -91,6 +94,9 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
     let metrics = table
         .get("metrics")
         .and_then(|v| section::<MetricsConfig>(v, "metrics", &mut errors));
+    let remote = table
+        .get("remote")
+        .and_then(|v| section::<RemoteConfig>(v, "remote", &mut errors));
 
     Ok(Parsed {
         config: Config {
@@ -100,6 +106,7 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
             outbox,
             mqtt,
             metrics,
+            remote,
         },
         errors,
         broken_model_ids,

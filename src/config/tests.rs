@@ -141,9 +141,12 @@ fn broker_urls_are_parsed_strictly() {
         BrokerAddress::parse("mqtt://127.0.0.1:1884").unwrap(),
         BrokerAddress {
             host: "127.0.0.1".into(),
-            port: 1884
+            port: 1884,
+            tls: false,
         }
     );
+    let secure = BrokerAddress::parse("mqtts://broker.local").unwrap();
+    assert_eq!((secure.port, secure.tls), (8883, true));
     assert_eq!(
         BrokerAddress::parse("mqtt://broker.local").unwrap().port,
         1883
@@ -155,4 +158,39 @@ fn broker_urls_are_parsed_strictly() {
     assert!(BrokerAddress::parse("http://x").is_err());
     assert!(BrokerAddress::parse("mqtt://x:99999").is_err());
     assert!(BrokerAddress::parse("mqtt://user:pw@x").is_err());
+}
+
+#[test]
+fn tls_settings_are_checked_with_their_key_paths() {
+    let text = format!(
+        "{VALID}\n[mqtt]\nbroker = \"mqtt://127.0.0.1\"\n[mqtt.tls]\nca_file = \"nope/ca.pem\"\ncert_file = \"demo.toml\"\n"
+    );
+    let errors = errors_of(&text);
+    let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    assert!(
+        has("mqtt.tls: TLS settings need an mqtts:// broker URL"),
+        "{errors:#?}"
+    );
+    assert!(has("mqtt.tls.ca_file: cannot read"), "{errors:#?}");
+    assert!(
+        has("mqtt.tls.key_file: cert_file needs key_file"),
+        "{errors:#?}"
+    );
+
+    let text = format!(
+        "{VALID}\n[mqtt]\nbroker = \"mqtts://127.0.0.1\"\n[mqtt.tls]\ncert_file = \"demo.toml\"\nkey_file = \"demo.toml\"\n"
+    );
+    let errors = errors_of(&text);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("mqtt.tls.cert_file") && e.contains("no PEM certificate")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("mqtt.tls.key_file") && e.contains("no PEM private key")),
+        "{errors:#?}"
+    );
 }

@@ -110,17 +110,10 @@ impl Uplink {
             .client_id
             .clone()
             .unwrap_or_else(|| self.device.clone());
-        let mut opts = MqttOptions::new(client_id, self.address.host.clone(), self.address.port);
-        opts.set_keep_alive(Duration::from_secs(self.config.keep_alive_secs));
+        let mut opts = super::options::build(&self.config, &self.address, client_id);
         opts.set_clean_session(true);
         opts.set_inflight(self.config.max_inflight);
         opts.set_max_packet_size(self.config.max_packet_bytes, self.config.max_packet_bytes);
-        if let Some(user) = &self.config.username {
-            opts.set_credentials(
-                user.clone(),
-                self.config.password.clone().unwrap_or_default(),
-            );
-        }
         opts
     }
 

@@ -11,7 +11,7 @@ pub use detect::{decode_yolo, nms, Candidate, DetectedBox, Detector};
 pub use postprocess::{ClassScore, InferenceResult, Postprocessor, RawOutput};
 pub use preprocess::Preprocessor;
 pub use queue::{FrameQueue, QueueClosed, SensorPort};
-pub use stats::{SensorStats, SensorTotals};
+pub use stats::{LatencySummary, LatencyWindow, SensorStats, SensorTotals};
 pub use worker::{Worker, WorkerHandle};
 
 /// A model's pre- or post-processing does not fit the model or the frame it got.

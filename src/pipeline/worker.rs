@@ -1,6 +1,6 @@
 //! The inference worker: one OS thread per model, so inference never runs on the async reactor.
 
-use super::{FrameQueue, Postprocessor, Preprocessor, SensorStats};
+use super::{FrameQueue, LatencyWindow, Postprocessor, Preprocessor, SensorStats};
 use crate::frame::Frame;
 use crate::model::{LoadedModel, RecurrentState};
 use crate::outbox::{Appended, Outbox};
@@ -32,6 +32,8 @@ pub struct Worker {
     pub log_predictions: bool,
     /// Progress, for the service watchdog.
     pub heartbeat: Arc<Heartbeat>,
+    /// Inference latencies, for telemetry.
+    pub latency: Arc<LatencyWindow>,
 }
 
 /// Test hook: the worker hangs for good after this many frames, as a deadlocked model run or
@@ -103,9 +105,11 @@ impl Worker {
         })?;
         let started = Instant::now();
         let outputs = model.run(input, state).map_err(|e| {
+            self.latency.record_error();
             warn!(model = %model.id, sensor = %frame.sensor, frame = frame.seq, error = %e, "Frame skipped: inference failed");
         })?;
         let latency = started.elapsed();
+        self.latency.record(latency.as_micros() as u64);
         let result = self.post.apply(&outputs).map_err(|e| {
             warn!(model = %model.id, sensor = %frame.sensor, frame = frame.seq, error = %e, "Frame skipped: post-processing failed");
         })?;

@@ -6,10 +6,12 @@ pub mod camera;
 mod capture;
 pub mod recording;
 pub mod replay;
+mod running;
 pub mod serial;
 mod window;
 
 pub use capture::{run_capture, CaptureSettings, Pacing};
+pub use running::{RestartError, Sensors};
 pub use window::Windower;
 
 use crate::config::{SourceConfig, Timing};

@@ -526,3 +526,390 @@ pub fn sensor_total(log: &str, sensor: &str, key: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// A test PKI written into a folder: a CA, the broker's certificate (for 127.0.0.1), client
+/// certificates by common name, and a second CA that nobody trusts.
+pub struct Pki {
+    pub dir: PathBuf,
+    ca_cert: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    /// Creates `dir` (readable by mosquitto's own user) with `ca.pem`, `broker.pem` and
+    /// `broker.key`.
+    pub fn new(dir: &Path) -> Pki {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (ca_cert, ca_key) = Pki::self_signed_ca("edgeinfer test CA");
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+            ca_cert,
+            ca_key,
+        };
+        pki.write("ca.pem", &pki.ca_cert.pem());
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "broker");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        pki.issue(params, "broker");
+        pki
+    }
+
+    fn self_signed_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
+    fn issue(&self, params: rcgen::CertificateParams, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        (
+            self.write(&format!("{name}.pem"), &cert.pem()),
+            self.write(&format!("{name}.key"), &key.serialize_pem()),
+        )
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A client certificate and key for `common_name` (the broker takes it as the user name),
+    /// as `{common_name}.pem` and `{common_name}.key`.
+    pub fn client(&self, common_name: &str) -> (PathBuf, PathBuf) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, common_name)
+    }
+
+    /// A client certificate for `common_name` signed by a CA the broker does not trust.
+    pub fn untrusted_client(&self, common_name: &str) -> (PathBuf, PathBuf) {
+        let (rogue_cert, rogue_key) = Pki::self_signed_ca("rogue CA");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &rogue_cert, &rogue_key).unwrap();
+        let name = format!("rogue-{common_name}");
+        (
+            self.write(&format!("{name}.pem"), &cert.pem()),
+            self.write(&format!("{name}.key"), &key.serialize_pem()),
+        )
+    }
+
+    /// The `[mqtt.tls]` lines for a client with the given certificate (none: no client cert).
+    pub fn tls_toml(&self, client: Option<&(PathBuf, PathBuf)>) -> String {
+        let mut s = format!("\n[mqtt.tls]\nca_file = \"{}\"\n", self.ca().display());
+        if let Some((cert, key)) = client {
+            s.push_str(&format!(
+                "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        s
+    }
+}
+
+/// A mosquitto that takes only TLS clients with a certificate from `pki`'s CA, names each client
+/// by its certificate's common name, and applies `acl` (mosquitto ACL file syntax).
+pub struct TlsBroker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TlsBroker {
+    pub fn start(pki: &Pki, acl: &str) -> TlsBroker {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let acl_file = dir.path().join("acl");
+        std::fs::write(&acl_file, acl).unwrap();
+        std::fs::set_permissions(&acl_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {dir}/broker.pem\nkeyfile {dir}/broker.key\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nacl_file {acl}\nlog_dest none\n",
+                ca = pki.ca().display(),
+                dir = pki.dir.display(),
+                acl = acl_file.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_path())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (apt-get install mosquitto)");
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "mosquitto did not start on port {port}"
+        );
+        TlsBroker {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtts://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// MQTT options for a test client of a TLS broker, with the client certificate given (if any).
+pub fn tls_options(
+    port: u16,
+    client_id: &str,
+    ca: &Path,
+    client: Option<&(PathBuf, PathBuf)>,
+) -> MqttOptions {
+    let tls = edgeinfer::config::TlsConfig {
+        ca_file: Some(ca.to_path_buf()),
+        cert_file: client.map(|c| c.0.clone()),
+        key_file: client.map(|c| c.1.clone()),
+    };
+    let config = edgeinfer::mqtt::tls::client_config(&tls).unwrap();
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(4 << 20, 4 << 20);
+    opts.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(config),
+    ));
+    opts
+}
+
+/// MQTT options for a plain test client of `port`.
+pub fn plain_options(port: u16, client_id: &str) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(4 << 20, 4 << 20);
+    opts
+}
+
+/// A test MQTT client that subscribes to filters, records what arrives (retained messages
+/// included) and publishes.
+pub struct Peer {
+    client: Client,
+    pub messages: Received,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Peer {
+    /// Connects and subscribes (QoS 1); the error says why the broker did not let it in.
+    pub fn connect(opts: MqttOptions, filters: &[&str]) -> Result<Peer, String> {
+        let messages: Received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let state: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
+        let (client, mut connection) = Client::new(opts, 100);
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let thread = {
+            let (messages, stop, state, client) = (
+                messages.clone(),
+                stop.clone(),
+                state.clone(),
+                client.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut pending_subacks = filters.len();
+                while !stop.load(Ordering::Relaxed) {
+                    match connection.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                            if filters.is_empty() {
+                                *state.lock().unwrap() = Some(Ok(()));
+                            }
+                            for f in &filters {
+                                let _ = client.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                            pending_subacks = pending_subacks.saturating_sub(1);
+                            if pending_subacks == 0 {
+                                *state.lock().unwrap() = Some(Ok(()));
+                            }
+                        }
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => messages
+                            .lock()
+                            .unwrap()
+                            .push((p.topic.clone(), p.payload.to_vec())),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            let mut s = state.lock().unwrap();
+                            if s.is_none() {
+                                *s = Some(Err(e.to_string()));
+                                return;
+                            }
+                            drop(s);
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                let _ = client.try_disconnect();
+            })
+        };
+        let peer = Peer {
+            client,
+            messages,
+            stop,
+            thread: Some(thread),
+        };
+        if !wait_until(Duration::from_secs(10), || state.lock().unwrap().is_some()) {
+            return Err("no answer from the broker".into());
+        }
+        let outcome = state.lock().unwrap().take().unwrap();
+        // On an error, dropping the peer stops its thread.
+        outcome.map(|()| peer)
+    }
+
+    /// Publishes with QoS 1.
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .unwrap();
+    }
+
+    /// Payloads received on `topic`, in arrival order.
+    pub fn on(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// JSON payloads received on `topic`, in arrival order (non-JSON ones left out).
+    pub fn json_on(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.on(topic)
+            .iter()
+            .filter_map(|p| serde_json::from_slice(p).ok())
+            .collect()
+    }
+
+    /// Waits for a JSON message on `topic` that satisfies `f`, and returns it.
+    pub fn wait_json(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = self.json_on(topic).into_iter().find(|v| f(v));
+            found.is_some()
+        });
+        found
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An operator key pair for signing commands in tests.
+pub fn operator_key() -> ed25519_dalek::SigningKey {
+    edgeinfer::manage::auth::generate_key().unwrap()
+}
+
+/// A signed command envelope for `device`, valid for a minute from now, as JSON bytes.
+pub fn signed_command(
+    key: &ed25519_dalek::SigningKey,
+    device: &str,
+    name: &str,
+    seq: u64,
+    args: serde_json::Value,
+) -> (String, Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let command = edgeinfer::manage::auth::Command {
+        id: format!("test-{name}-{seq}"),
+        device: device.to_string(),
+        command: name.to_string(),
+        issued_at: now,
+        expires_at: now + 60,
+        seq,
+        args,
+    };
+    let envelope = edgeinfer::manage::auth::Envelope::sign(&command, key);
+    (command.id, serde_json::to_vec(&envelope).unwrap())
+}
+
+/// A managed device's config: the vibration model fed by a looping line replay (`serial0`) at
+/// `rate` frames per second, `[mqtt]` on `broker`, and `[remote]` trusting `key` with telemetry
+/// every second. `extra` is appended inside `[remote]`.
+pub fn remote_config(
+    dir: &Path,
+    broker: &str,
+    key: &ed25519_dalek::SigningKey,
+    rate: f64,
+    extra: &str,
+) -> PathBuf {
+    let readings = dir.join("readings.csv");
+    write_readings(&readings, 50);
+    let config = line_config(dir, &readings, Some(rate), broker, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("rate = {rate}"),
+        &format!("rate = {rate}\nloop = true"),
+    );
+    let text = format!(
+        "{text}\n[remote]\noperator_keys = [\"{}\"]\ntelemetry_interval_secs = 1\n{extra}\n",
+        edgeinfer::manage::auth::public_key_text(&key.verifying_key())
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}

@@ -1,0 +1,232 @@
+//! `edgeinfer cmd --broker URL --device ID --key K NAME [ARG=VALUE...]`: sends one signed command
+//! to a device and prints its result.
+
+use super::EXIT_CONFIG;
+use crate::config::{BrokerAddress, MqttConfig, TlsConfig};
+use crate::manage::auth::{self, Command, Envelope};
+use crate::mqtt::{options, topics};
+use clap::Args;
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::error;
+
+/// Broker connection settings of the operator tools.
+#[derive(Args, Clone)]
+pub(super) struct BrokerArgs {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    #[arg(long)]
+    broker: String,
+    /// First level of every topic.
+    #[arg(long, default_value = "edgeinfer")]
+    prefix: String,
+    /// CA certificate (PEM) of an mqtts:// broker; the system's roots otherwise.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM), for brokers that require one.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Broker user name.
+    #[arg(long)]
+    username: Option<String>,
+    /// Broker password.
+    #[arg(long, requires = "username")]
+    password: Option<String>,
+}
+
+impl BrokerArgs {
+    /// The settings as an `[mqtt]` section, so that the daemon's option building is reused.
+    pub(super) fn mqtt_config(&self) -> Result<(MqttConfig, BrokerAddress), String> {
+        let address = BrokerAddress::parse(&self.broker)?;
+        let tls = (self.ca.is_some() || self.client_cert.is_some()).then(|| TlsConfig {
+            ca_file: self.ca.clone(),
+            cert_file: self.client_cert.clone(),
+            key_file: self.client_key.clone(),
+        });
+        let text = format!(
+            "broker = {:?}\ntopic_prefix = {:?}\nmax_packet_bytes = {}\n",
+            self.broker,
+            self.prefix,
+            16 * 1024 * 1024
+        );
+        let mut config: MqttConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.tls = tls;
+        config.username = self.username.clone();
+        config.password = self.password.clone();
+        Ok((config, address))
+    }
+}
+
+/// Arguments of `edgeinfer cmd`.
+#[derive(Args)]
+pub(super) struct CmdArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Device id.
+    #[arg(long)]
+    device: String,
+    /// Operator private key (from `edgeinfer keygen`).
+    #[arg(long)]
+    key: PathBuf,
+    /// Seconds the command stays valid.
+    #[arg(long, default_value_t = 60)]
+    ttl: u64,
+    /// How long to wait for the result.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Command: ping, get-config, set-config, restart-sensor, list-models, outbox-stats.
+    name: String,
+    /// Arguments as KEY=VALUE (VALUE as JSON if it parses, else text; @FILE for a file's text),
+    /// e.g. `sensor=cam0` or `toml=@new.toml`.
+    args: Vec<String>,
+}
+
+pub(super) fn run(args: &CmdArgs) -> ExitCode {
+    let key = match auth::read_signing_key(&args.key) {
+        Ok(k) => k,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (mqtt, address) = match args.broker.mqtt_config() {
+        Ok(c) => c,
+        Err(e) => {
+            error!("--broker {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let command_args = match parse_args(&args.args) {
+        Ok(a) => a,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let command = Command {
+        id: format!("cmd-{}-{}", std::process::id(), now.as_micros()),
+        device: args.device.clone(),
+        command: args.name.clone(),
+        issued_at: now.as_secs(),
+        expires_at: now.as_secs() + args.ttl,
+        // Microseconds since the epoch: increasing for one operator without keeping state.
+        seq: now.as_micros() as u64,
+        args: command_args,
+    };
+    let envelope = Envelope::sign(&command, &key);
+    let runtime = match super::build_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let started = Instant::now();
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(
+            args.timeout,
+            exchange(&mqtt, &address, &args.device, &command, &envelope),
+        )
+        .await
+    });
+    match outcome {
+        Err(_) => {
+            error!(timeout = ?args.timeout, "No result from the device");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            error!(error = %e, "Command not sent");
+            ExitCode::FAILURE
+        }
+        Ok(Ok(result)) => {
+            tracing::info!(
+                round_trip_ms = started.elapsed().as_millis() as u64,
+                "Result received"
+            );
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).unwrap_or_default()
+            );
+            if result["ok"] == Value::Bool(true) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `KEY=VALUE` pairs as a JSON object.
+fn parse_args(pairs: &[String]) -> Result<Value, String> {
+    let mut map = serde_json::Map::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("argument \"{pair}\": expected KEY=VALUE"))?;
+        let value = if let Some(file) = v.strip_prefix('@') {
+            Value::String(
+                std::fs::read_to_string(file).map_err(|e| format!("argument {k}: {file}: {e}"))?,
+            )
+        } else {
+            serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()))
+        };
+        map.insert(k.to_string(), value);
+    }
+    Ok(Value::Object(map))
+}
+
+/// Subscribes to the result topic, publishes the command and waits for its result.
+async fn exchange(
+    mqtt: &MqttConfig,
+    address: &BrokerAddress,
+    device: &str,
+    command: &Command,
+    envelope: &Envelope,
+) -> Result<Value, String> {
+    let mut opts = options::build(
+        mqtt,
+        address,
+        format!("edgeinfer-cmd-{}", std::process::id()),
+    );
+    opts.set_max_packet_size(mqtt.max_packet_bytes, mqtt.max_packet_bytes);
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let prefix = &mqtt.topic_prefix;
+    let result_topic = topics::command_result(prefix, device, &command.command);
+    let payload = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
+    loop {
+        match eventloop.poll().await.map_err(|e| e.to_string())? {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                client
+                    .subscribe(&result_topic, QoS::AtLeastOnce)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Event::Incoming(Packet::SubAck(_)) => {
+                client
+                    .publish(
+                        topics::command(prefix, device, &command.command),
+                        QoS::AtLeastOnce,
+                        false,
+                        payload.clone(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Event::Incoming(Packet::Publish(p)) if p.topic == result_topic => {
+                let Ok(result) = serde_json::from_slice::<Value>(&p.payload) else {
+                    continue;
+                };
+                if result["id"] == Value::String(command.id.clone()) {
+                    let _ = client.disconnect().await;
+                    return Ok(result);
+                }
+            }
+            _ => {}
+        }
+    }
+}

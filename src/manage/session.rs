@@ -1,0 +1,408 @@
+//! The management connection: status with a last will, telemetry, commands and their results.
+
+use super::auth::{Authenticator, Policy, Rejection};
+use super::commands::{self, After};
+use super::telemetry::Sampler;
+use super::{status, unix_now, Context};
+use crate::config::{BrokerAddress, MqttConfig, RemoteConfig};
+use crate::mqtt::{options, topics};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, Publish, QoS,
+};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Events from the event loop task (connection, incoming messages, errors; the rest are not
+/// forwarded). Bounded, and the event loop waits when it is full; the session drains it even
+/// while it waits to queue a result, so the two never wait on each other.
+const EVENT_QUEUE: usize = 64;
+/// Requests queued to rumqttc (results, acknowledgements, status, telemetry). When it is full a
+/// result waits for room; telemetry is skipped.
+const REQUEST_QUEUE: usize = 64;
+/// Commands received but not yet handled, in bytes. Commands are acknowledged only once handled,
+/// so the broker's in-flight window normally bounds them; past this, a command is answered
+/// `busy` (best effort) and dropped.
+const INBOX_BYTES: usize = 16 * 1024 * 1024;
+/// At shutdown, how long to wait for the offline status and DISCONNECT to be written.
+const DISCONNECT_WAIT: Duration = Duration::from_millis(500);
+
+/// The management task of one daemon generation.
+pub struct Control {
+    mqtt: MqttConfig,
+    remote: RemoteConfig,
+    address: BrokerAddress,
+    ctx: Arc<Context>,
+    auth: Arc<Mutex<Result<Authenticator, String>>>,
+    shutdown: CancellationToken,
+}
+
+/// How one connection ended.
+enum SessionEnd {
+    Shutdown,
+    Lost { connected: bool, reason: String },
+}
+
+impl Control {
+    /// The management task; `None` when the config has no `[remote]` (or no `[mqtt]`).
+    pub fn new(ctx: Arc<Context>, shutdown: CancellationToken) -> Option<Result<Self, String>> {
+        let mqtt = ctx.config.mqtt.clone()?;
+        let remote = ctx.config.remote.clone()?;
+        let address = match BrokerAddress::parse(&mqtt.broker) {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
+        let policy = Policy {
+            device: ctx.config.device.id.clone(),
+            keys: remote.verifying_keys(),
+            max_bytes: remote.max_command_bytes,
+            max_lifetime_secs: remote.max_command_lifetime_secs,
+            clock_skew_secs: remote.clock_skew_secs,
+        };
+        let replay_file = ctx
+            .config
+            .device
+            .data_dir
+            .join("remote")
+            .join("replay.json");
+        // A damaged high-water file must not let old commands through, nor stop the daemon:
+        // commands are refused (with this reason) until an operator repairs it on the device.
+        let auth = Authenticator::open(policy, replay_file.clone()).map_err(|e| {
+            let reason = format!("{}: {e}", replay_file.display());
+            tracing::error!(
+                reason,
+                "Cannot read the replay high-water marks; commands are refused"
+            );
+            reason
+        });
+        Some(Ok(Self {
+            mqtt,
+            remote,
+            address,
+            ctx,
+            auth: Arc::new(Mutex::new(auth)),
+            shutdown,
+        }))
+    }
+
+    fn prefix(&self) -> &str {
+        &self.mqtt.topic_prefix
+    }
+
+    fn device(&self) -> &str {
+        &self.ctx.config.device.id
+    }
+
+    /// Connects, serves, reconnects with exponential backoff, until shutdown.
+    pub async fn run(self) {
+        let min = Duration::from_millis(self.mqtt.reconnect_min_ms);
+        let max = Duration::from_millis(self.mqtt.reconnect_max_ms);
+        let mut delay = min;
+        let mut sampler = Sampler::new(&self.ctx);
+        loop {
+            match self.session(&mut sampler).await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Lost { connected, reason } => {
+                    if connected {
+                        delay = min;
+                        warn!(broker = %self.mqtt.broker, reason, "Management connection lost");
+                    } else {
+                        debug!(broker = %self.mqtt.broker, reason, "Management connection failed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(max);
+        }
+        debug!("Management stopped");
+    }
+
+    fn options(&self) -> rumqttc::MqttOptions {
+        let base = self
+            .mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.device().to_string());
+        let mut opts = options::build(&self.mqtt, &self.address, format!("{base}-ctl"));
+        opts.set_clean_session(true);
+        // Flow control: the broker sends no more than its in-flight window of unacknowledged
+        // commands, so a flood waits at the broker instead of piling up here.
+        opts.set_manual_acks(true);
+        opts.set_max_packet_size(self.remote.max_message_bytes, self.mqtt.max_packet_bytes);
+        opts.set_last_will(LastWill::new(
+            topics::status(self.prefix(), self.device()),
+            status::offline(self.device(), "connection lost"),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        opts
+    }
+
+    /// One connection, from CONNECT to its loss or shutdown.
+    async fn session(&self, sampler: &mut Sampler) -> SessionEnd {
+        let (client, eventloop) = AsyncClient::new(self.options(), REQUEST_QUEUE);
+        let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let poller = tokio::spawn(poll_events(eventloop, tx));
+        let mut connected = false;
+        let period = Duration::from_secs(self.remote.telemetry_interval_secs);
+        let mut telemetry = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let status_topic = topics::status(self.prefix(), self.device());
+        let mut inbox = Inbox::default();
+
+        let end = loop {
+            if let Some(reason) = inbox.lost.take() {
+                break SessionEnd::Lost { connected, reason };
+            }
+            if !self.shutdown.is_cancelled() {
+                if let Some(p) = inbox.queue.pop_front() {
+                    inbox.bytes -= p.payload.len();
+                    self.command(&client, p, &mut events, &mut inbox).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    if connected {
+                        let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::offline(self.device(), "stopped"));
+                    }
+                    let _ = client.try_disconnect();
+                    let _ = tokio::time::timeout(DISCONNECT_WAIT, async {
+                        while let Some(Ok(ev)) = events.recv().await {
+                            if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    break SessionEnd::Shutdown;
+                }
+                event = events.recv() => match event {
+                    None => break SessionEnd::Lost { connected, reason: "event loop ended".into() },
+                    Some(Err(e)) => break SessionEnd::Lost { connected, reason: e.to_string() },
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        connected = true;
+                        info!(broker = %self.mqtt.broker, "Management connected");
+                        let filter = topics::all_commands(self.prefix(), self.device());
+                        if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            break SessionEnd::Lost { connected, reason: format!("cannot subscribe: {e}") };
+                        }
+                        if let Err(e) = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx)) {
+                            break SessionEnd::Lost { connected, reason: format!("cannot publish status: {e}") };
+                        }
+                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(&client, p, &mut inbox),
+                    Some(Ok(_)) => {}
+                },
+                _ = telemetry.tick(), if connected => {
+                    let body = serde_json::to_vec(&sampler.sample(&self.ctx)).unwrap_or_default();
+                    let topic = topics::telemetry(self.prefix(), self.device());
+                    if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, body) {
+                        debug!(error = %e, "Telemetry skipped: request queue full");
+                    }
+                }
+            }
+        };
+        poller.abort();
+        end
+    }
+
+    /// Queues an incoming message for handling, or refuses it when the inbox is full.
+    fn receive(&self, client: &AsyncClient, p: Publish, inbox: &mut Inbox) {
+        if inbox.bytes + p.payload.len() > INBOX_BYTES {
+            warn!(topic = %p.topic, "Command dropped: too many waiting");
+            if let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) {
+                let body = failure(
+                    Authenticator::correlation_id(&p.payload),
+                    name,
+                    "busy",
+                    "too many commands waiting; send it again later".into(),
+                    None,
+                );
+                let topic = topics::command_result(self.prefix(), self.device(), name);
+                let _ = client.try_publish(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                );
+            }
+            let _ = client.try_ack(&p);
+            return;
+        }
+        inbox.bytes += p.payload.len();
+        inbox.queue.push_back(p);
+    }
+
+    /// Handles one message: runs the command, publishes the result, then acknowledges it.
+    async fn command(
+        &self,
+        client: &AsyncClient,
+        p: Publish,
+        events: &mut Events,
+        inbox: &mut Inbox,
+    ) {
+        let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) else {
+            // The subscription only matches this device's commands; anything else is not
+            // acted on.
+            debug!(topic = %p.topic, "Message outside this device's command topics ignored");
+            self.send(client, client.ack(&p), events, inbox).await;
+            return;
+        };
+        let name = name.to_string();
+        let (body, after) = self.handle(&name, p.payload.to_vec()).await;
+        let topic = topics::command_result(self.prefix(), self.device(), &name);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        if !self
+            .send(
+                client,
+                client.publish(topic, QoS::AtLeastOnce, false, bytes),
+                events,
+                inbox,
+            )
+            .await
+        {
+            warn!(command = %name, "Command result not sent: the connection ended");
+        }
+        self.send(client, client.ack(&p), events, inbox).await;
+        if after == After::Reload {
+            if let Some(reload) = &self.ctx.reload {
+                info!("New configuration written by command; reloading");
+                reload.notify_one();
+            }
+        }
+    }
+
+    /// Waits for a request to be queued to rumqttc while still taking events, so that the event
+    /// loop is never stuck on a full event queue meanwhile. False if the connection ended.
+    async fn send(
+        &self,
+        client: &AsyncClient,
+        request: impl std::future::Future<Output = Result<(), rumqttc::ClientError>>,
+        events: &mut Events,
+        inbox: &mut Inbox,
+    ) -> bool {
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                sent = &mut request => return sent.is_ok(),
+                event = events.recv() => match event {
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(client, p, inbox),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        inbox.lost = Some(e.to_string());
+                        return false;
+                    }
+                    None => {
+                        inbox.lost = Some("event loop ended".into());
+                        return false;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Authenticates and runs one command; returns its result.
+    async fn handle(&self, name: &str, payload: Vec<u8>) -> (Value, After) {
+        let correlation = Authenticator::correlation_id(&payload);
+        let auth = Arc::clone(&self.auth);
+        let topic_name = name.to_string();
+        // Checking may write the high-water file (fsync): off the reactor.
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut guard = auth.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut() {
+                Ok(a) => a.check(&topic_name, &payload, unix_now()),
+                Err(reason) => Err(Rejection::Storage(reason.clone())),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(Rejection::Storage(e.to_string())));
+        let (body, after) = match checked {
+            Err(rejection) => {
+                warn!(command = name, reason = rejection.code(), detail = %rejection, "Command refused");
+                (
+                    failure(
+                        correlation,
+                        name,
+                        rejection.code(),
+                        rejection.to_string(),
+                        None,
+                    ),
+                    After::Nothing,
+                )
+            }
+            Ok(command) => {
+                let id = Some(command.id.clone());
+                match commands::execute(&self.ctx, &command).await {
+                    Ok((result, after)) => {
+                        info!(command = name, id = %command.id, seq = command.seq, "Command done");
+                        (
+                            json!({ "id": id, "command": name, "ok": true, "result": result }),
+                            after,
+                        )
+                    }
+                    Err(f) => {
+                        warn!(command = name, id = %command.id, reason = f.code, detail = %f.message, "Command failed");
+                        (
+                            failure(id, name, f.code, f.message, f.details),
+                            After::Nothing,
+                        )
+                    }
+                }
+            }
+        };
+        (body, after)
+    }
+}
+
+/// The event queue of one connection.
+type Events = mpsc::Receiver<Result<Event, ConnectionError>>;
+
+/// Commands received and not yet handled, and whether the connection ended meanwhile.
+#[derive(Default)]
+struct Inbox {
+    queue: std::collections::VecDeque<Publish>,
+    bytes: usize,
+    lost: Option<String>,
+}
+
+fn failure(
+    id: Option<String>,
+    name: &str,
+    code: &str,
+    message: String,
+    details: Option<Value>,
+) -> Value {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(d) = details {
+        error["details"] = d;
+    }
+    json!({ "id": id, "command": name, "ok": false, "error": error })
+}
+
+/// Drives the event loop, forwarding the events the session acts on; stops at the first error so
+/// the connection is rebuilt. Acknowledgements and other outgoing events are not forwarded, so
+/// they cannot fill the queue and stall the event loop.
+async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let event = eventloop.poll().await;
+        let failed = event.is_err();
+        let wanted = matches!(
+            event,
+            Err(_)
+                | Ok(Event::Incoming(Packet::ConnAck(_)))
+                | Ok(Event::Incoming(Packet::Publish(_)))
+                | Ok(Event::Outgoing(Outgoing::Disconnect))
+        );
+        if (wanted && tx.send(event).await.is_err()) || failed {
+            break;
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Periodic telemetry: per-sensor rates and drops, inference latency percentiles per model, the
+//! outbox, and process and board figures.
+
+use super::system::{self, CpuSample, Disk, Temperature};
+use super::Context;
+use crate::outbox::OutboxStats;
+use crate::pipeline::{LatencySummary, SensorTotals};
+use crate::prediction::rfc3339;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime};
+
+/// One telemetry message.
+#[derive(Debug, Serialize)]
+pub struct Telemetry {
+    /// Device id.
+    pub device: String,
+    /// When it was taken (RFC 3339).
+    pub at: String,
+    /// Seconds since the running configuration started.
+    pub uptime_s: u64,
+    /// Seconds the rates and percentiles cover.
+    pub period_s: f64,
+    /// Per sensor.
+    pub sensors: BTreeMap<String, SensorTelemetry>,
+    /// Per model: latency over the period (`null` when it ran no frame).
+    pub models: BTreeMap<String, Option<LatencySummary>>,
+    /// The outbox: records waiting, bytes, cap, lifetime counters.
+    pub outbox: OutboxStats,
+    /// Percent of one core this process used over the period.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of this process.
+    pub rss_bytes: Option<u64>,
+    /// Space on the file system of the data folder.
+    pub disk: Option<Disk>,
+    /// SoC temperatures; empty where the board exposes none.
+    pub temperatures: Vec<Temperature>,
+}
+
+/// A sensor's figures.
+#[derive(Debug, Serialize)]
+pub struct SensorTelemetry {
+    /// Frames captured per second over the period.
+    pub fps: f64,
+    /// Frames dropped by the queue over the period.
+    pub dropped: u64,
+    /// Bad inputs skipped over the period.
+    pub errors: u64,
+    /// Counters since the start.
+    pub totals: Totals,
+}
+
+/// `SensorTotals`, serialisable.
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    /// Frames produced.
+    pub captured: u64,
+    /// Frames dropped by the overflow policy.
+    pub dropped: u64,
+    /// Frames that became a stored prediction.
+    pub inferred: u64,
+    /// Bad inputs skipped.
+    pub errors: u64,
+    /// Failed device (re)opens.
+    pub reconnects: u64,
+    /// Data lost inside the source.
+    pub overruns: u64,
+}
+
+impl From<SensorTotals> for Totals {
+    fn from(t: SensorTotals) -> Self {
+        Totals {
+            captured: t.captured,
+            dropped: t.dropped,
+            inferred: t.inferred,
+            errors: t.errors,
+            reconnects: t.reconnects,
+            overruns: t.overruns,
+        }
+    }
+}
+
+/// What the previous message saw, to report rates over the period.
+pub struct Sampler {
+    at: Instant,
+    cpu: Option<CpuSample>,
+    sensors: BTreeMap<String, SensorTotals>,
+}
+
+impl Sampler {
+    /// Starts a period now.
+    pub fn new(ctx: &Context) -> Self {
+        Self {
+            at: Instant::now(),
+            cpu: CpuSample::now(),
+            sensors: ctx
+                .sensor_stats
+                .iter()
+                .map(|(id, s)| (id.to_string(), s.snapshot()))
+                .collect(),
+        }
+    }
+
+    /// The telemetry of the period since the last call; a new period starts.
+    pub fn sample(&mut self, ctx: &Context) -> Telemetry {
+        let now = Instant::now();
+        let period = now.duration_since(self.at).as_secs_f64().max(1e-3);
+        let mut sensors = BTreeMap::new();
+        for (id, stats) in &ctx.sensor_stats {
+            let t = stats.snapshot();
+            let before = self.sensors.insert(id.to_string(), t).unwrap_or_default();
+            sensors.insert(
+                id.to_string(),
+                SensorTelemetry {
+                    fps: ((t.captured.saturating_sub(before.captured)) as f64 / period * 100.0)
+                        .round()
+                        / 100.0,
+                    dropped: t.dropped.saturating_sub(before.dropped),
+                    errors: t.errors.saturating_sub(before.errors),
+                    totals: t.into(),
+                },
+            );
+        }
+        let cpu = CpuSample::now();
+        let cpu_percent = match (&cpu, &self.cpu) {
+            (Some(now), Some(then)) => now.percent_since(then),
+            _ => None,
+        };
+        self.cpu = cpu;
+        self.at = now;
+        Telemetry {
+            device: ctx.device().to_string(),
+            at: rfc3339(SystemTime::now()),
+            uptime_s: ctx.started.elapsed().as_secs(),
+            period_s: (period * 1000.0).round() / 1000.0,
+            sensors,
+            models: ctx
+                .latencies
+                .iter()
+                .map(|(id, w)| (id.clone(), w.take()))
+                .collect(),
+            outbox: ctx.outbox.stats(),
+            cpu_percent,
+            rss_bytes: system::rss_bytes(),
+            disk: system::disk(&ctx.config.device.data_dir),
+            temperatures: system::temperatures(),
+        }
+    }
+}

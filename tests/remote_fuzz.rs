@@ -1,0 +1,116 @@
+//! Random payloads on every command topic: each one is answered with an error, and the daemon
+//! keeps serving.
+
+mod support;
+
+use proptest::prelude::*;
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+const NAMES: &[&str] = &[
+    "ping",
+    "get-config",
+    "set-config",
+    "restart-sensor",
+    "list-models",
+    "outbox-stats",
+    "activate-model",
+    "rollback-model",
+    "no-such-command",
+];
+
+/// Payloads shaped to get past the first checks: random bytes, random JSON, envelopes with
+/// random fields, and real signatures over random payload text.
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    let key = operator_key();
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..2048),
+        "\\PC{0,300}".prop_map(|s| s.into_bytes()),
+        ("\\PC{0,200}", "[A-Za-z0-9+/=]{0,100}").prop_map(|(p, s)| {
+            serde_json::to_vec(&json!({"payload": p, "signature": s})).unwrap()
+        }),
+        "\\PC{0,200}".prop_map(move |p| {
+            use base64::Engine;
+            use ed25519_dalek::Signer;
+            let sig = key.sign(p.as_bytes());
+            serde_json::to_vec(&json!({
+                "payload": p,
+                "signature": base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+            }))
+            .unwrap()
+        }),
+    ]
+}
+
+#[test]
+fn random_payloads_on_every_command_topic_are_answered_and_the_daemon_keeps_serving() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = operator_key();
+    let config = remote_config(dir.path(), &broker.url(), &key, 20.0, "");
+    let daemon = Daemon::start(&config);
+    let peer = Peer::connect(
+        plain_options(broker.port, "fuzzer"),
+        &["edgeinfer/t1/cmd/+/result", "edgeinfer/t1/status"],
+    )
+    .unwrap();
+    assert!(
+        peer.wait_json("edgeinfer/t1/status", Duration::from_secs(30), |v| v
+            ["online"]
+            == true)
+            .is_some(),
+        "{}",
+        daemon.log()
+    );
+
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let sent = std::cell::Cell::new(0usize);
+    runner
+        .run(&(0..NAMES.len(), payload()), |(name, bytes)| {
+            peer.publish(&format!("edgeinfer/t1/cmd/{}", NAMES[name]), bytes);
+            sent.set(sent.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+    let sent = sent.get();
+    let results = || {
+        peer.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with("/result"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || results() >= sent),
+        "{} results for {sent} payloads; log:\n{}",
+        results(),
+        daemon.log()
+    );
+    for (topic, body) in peer.messages.lock().unwrap().iter() {
+        if topic.ends_with("/result") {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["ok"], false, "a random payload was obeyed: {v}");
+            assert!(v["error"]["code"].is_string(), "{v}");
+        }
+    }
+    // Still serving commands and predictions.
+    let (id, ping) = signed_command(&key, "t1", "ping", u64::MAX / 2, json!({}));
+    peer.publish("edgeinfer/t1/cmd/ping", ping);
+    assert!(
+        peer.wait_json(
+            "edgeinfer/t1/cmd/ping/result",
+            Duration::from_secs(30),
+            |v| v["id"] == id.as_str() && v["ok"] == true
+        )
+        .is_some(),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
+}
