@@ -398,10 +398,12 @@ fn a_damaged_store_is_quarantined_and_the_daemon_carries_on() {
 
         let broker = Broker::start();
         let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+        let status = Consumer::start(broker.port, "edgeinfer/t1/status");
         let text = std::fs::read_to_string(&config)
             .unwrap()
             .replace(&config_broker(&config), &broker.url());
-        std::fs::write(&config, text).unwrap();
+        // The management connection reports the quarantine in the retained status.
+        std::fs::write(&config, format!("{text}\n[remote]\n")).unwrap();
         let daemon = Daemon::start(&config);
         assert!(
             wait_until(Duration::from_secs(30), || consumer.count() >= 300),
@@ -418,6 +420,17 @@ fn a_damaged_store_is_quarantined_and_the_daemon_carries_on() {
         assert!(log.contains("Outbox store damaged"), "{damage}: {log}");
         assert!(log.contains("quarantined=1"), "{damage}: {log}");
         assert_eq!(outbox_stats(dir.path()).counters.quarantined, 1);
+        let reported = status
+            .json()
+            .into_iter()
+            .find(|(_, v)| v["online"] == true)
+            .map(|(_, v)| v["outbox"]["counters"]["quarantined"].clone());
+        assert_eq!(
+            reported,
+            Some(serde_json::json!(1)),
+            "{damage}: status {:?}",
+            status.json()
+        );
     }
 }
 

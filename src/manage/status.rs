@@ -24,6 +24,9 @@ pub struct Birth<'a> {
     pub sensors: Vec<SensorInfo<'a>>,
     /// Whether commands can be verified (operator keys configured).
     pub commands: bool,
+    /// The outbox now: backlog, and what went wrong with the store (`quarantined`,
+    /// `write_errors`, `write_failing`).
+    pub outbox: crate::outbox::OutboxStats,
 }
 
 /// A sensor in the birth message.
@@ -63,6 +66,7 @@ pub fn birth(ctx: &Context) -> Vec<u8> {
             .remote
             .as_ref()
             .is_some_and(|r| !r.operator_keys.is_empty()),
+        outbox: ctx.outbox.stats(),
     };
     serde_json::to_vec(&birth).unwrap_or_default()
 }

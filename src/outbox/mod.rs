@@ -180,6 +180,8 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// The outbox directory never grows past this many times `max_bytes` (sled needs about 2.3 bytes
 /// of disk per stored byte, plus the generation being drained).
 pub const DISK_BOUND_FACTOR: u64 = 3;
+/// How far below the directory bound the oldest generation is already dropped.
+const BOUND_MARGIN: u64 = 2 * 1024 * 1024;
 /// Appends between checks of the newest generation's size.
 const ROTATE_CHECK_EVERY: u32 = 256;
 
@@ -766,9 +768,12 @@ impl Shared {
             }
         }
         let bound = self.config.max_bytes.saturating_mul(DISK_BOUND_FACTOR);
+        // sled grows its files a segment at a time and this runs only every few hundred appends:
+        // act a little early so that the bound holds in between too.
+        let limit = bound - (bound / 4).min(BOUND_MARGIN);
         while inner.gens.len() > 1 {
             let disk: u64 = inner.gens.values().map(Generation::disk_bytes).sum();
-            if disk <= bound {
+            if disk <= limit {
                 break;
             }
             let Some(first) = inner.gens.keys().next().copied() else {

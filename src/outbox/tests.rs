@@ -373,7 +373,7 @@ fn under_churn_the_directory_stays_within_its_bound_and_shrinks_when_drained() {
                 .collect();
             ob.ack(&keys).unwrap();
         }
-        if i % 5_000 == 0 {
+        if i % 1_000 == 0 {
             let disk = generation::dir_bytes(dir.path());
             largest = largest.max(disk);
             // Checked every 256 appends: allow what 256 records can add.

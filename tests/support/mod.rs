@@ -181,7 +181,14 @@ impl Consumer {
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
-        let mut opts = MqttOptions::new(format!("test-consumer-{port}"), host, port);
+        // Unique per consumer: two with one client id would keep taking each other's session.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut opts = MqttOptions::new(
+            format!("test-consumer-{}-{port}-{n}", std::process::id()),
+            host,
+            port,
+        );
         opts.set_clean_session(false);
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(1 << 20, 1 << 20);
