@@ -247,7 +247,7 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()
         }
         if i % every == 0 {
             let s = outbox.stats();
-            let disk = dir_bytes(&path);
+            let disk = crate::outbox::dir_bytes(&path);
             let rss = rss_kb() / 1024;
             max_disk = max_disk.max(disk);
             if i > n / 10 {
@@ -270,20 +270,6 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()
         n as f64 / started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn rss_kb() -> u64 {

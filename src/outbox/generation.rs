@@ -185,7 +185,7 @@ impl Generation {
 }
 
 /// Total size of the files under `dir`.
-pub(super) fn dir_bytes(dir: &Path) -> u64 {
+pub fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

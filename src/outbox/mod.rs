@@ -28,6 +28,7 @@ mod quarantine;
 mod reader;
 mod state_file;
 
+pub use generation::dir_bytes;
 pub use reader::{Cursor, RecordKey, StoredRecord};
 
 use crate::config::{Durability, OutboxConfig, Priority, WhenFull};

@@ -159,14 +159,16 @@ pub struct Consumer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// A batch (JSON array) as its elements; anything else as it is.
+/// A batch (JSON array) as its elements, anything else as one; JSON in one canonical form (keys
+/// sorted), so that a prediction reads the same whether it came alone or in a batch.
 pub fn unbatch(payload: &[u8]) -> Vec<Vec<u8>> {
     match serde_json::from_slice::<serde_json::Value>(payload) {
         Ok(serde_json::Value::Array(items)) => items
             .iter()
             .map(|v| serde_json::to_vec(v).unwrap())
             .collect(),
-        _ => vec![payload.to_vec()],
+        Ok(v) => vec![serde_json::to_vec(&v).unwrap()],
+        Err(_) => vec![payload.to_vec()],
     }
 }
 
@@ -781,10 +783,18 @@ impl Peer {
                                 *state.lock().unwrap() = Some(Ok(()));
                             }
                         }
-                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => messages
-                            .lock()
-                            .unwrap()
-                            .push((p.topic.clone(), p.payload.to_vec())),
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                            // A batch of predictions counts as its predictions.
+                            let items = if p.topic.contains("/predictions/") {
+                                unbatch(&p.payload)
+                            } else {
+                                vec![p.payload.to_vec()]
+                            };
+                            messages
+                                .lock()
+                                .unwrap()
+                                .extend(items.into_iter().map(|b| (p.topic.clone(), b)))
+                        }
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
                             let mut s = state.lock().unwrap();
