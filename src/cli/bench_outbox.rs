@@ -192,7 +192,7 @@ fn drain_rate(
     let drained = runtime.block_on(async {
         let task = tokio::spawn(uplink.run());
         let deadline = started + Duration::from_secs(600);
-        while outbox.stats().records > 0 && Instant::now() < deadline {
+        while outbox.records() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let secs = started.elapsed().as_secs_f64();
@@ -200,7 +200,7 @@ fn drain_rate(
         let _ = task.await;
         secs
     });
-    if outbox.stats().records > 0 {
+    if outbox.records() > 0 {
         bail!("the backlog did not drain in 600 s (is the broker at {broker} up?)");
     }
     Ok((n as f64 / drained, drained))
@@ -248,7 +248,7 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()
         if i % every == 0 {
             let s = outbox.stats();
             let disk = crate::outbox::dir_bytes(&path);
-            let rss = rss_kb() / 1024;
+            let rss = crate::manage::system::rss_bytes().unwrap_or(0) >> 20;
             max_disk = max_disk.max(disk);
             if i > n / 10 {
                 min_rss = min_rss.min(rss);
@@ -270,15 +270,4 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()
         n as f64 / started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

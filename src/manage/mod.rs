@@ -10,7 +10,7 @@ mod commands;
 pub mod persist;
 mod session;
 mod status;
-mod system;
+pub mod system;
 mod telemetry;
 
 pub use session::Control;

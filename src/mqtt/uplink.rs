@@ -153,8 +153,8 @@ impl Uplink {
                     Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
                         connected = true;
                         state = Flight::new(backlog_end);
-                        let stats = self.outbox.stats();
-                        info!(broker = %self.config.broker, session_present = ack.session_present, backlog = stats.records, "Connected to broker");
+                        let backlog = self.outbox.records();
+                        info!(broker = %self.config.broker, session_present = ack.session_present, backlog, "Connected to broker");
                         if let Err(reason) = self.fill(&client, &mut state, window) {
                             break SessionEnd::Lost { connected, reason };
                         }

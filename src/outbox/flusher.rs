@@ -84,7 +84,7 @@ fn flush_batch(s: &Shared) {
 
 fn housekeeping(s: &Shared) {
     let mut inner = s.lock();
-    remove_drained(s, &mut inner);
+    remove_drained(&mut inner);
     match super::reader::sweep_expired(s, &mut inner) {
         Ok(0) => {}
         Ok(n) => debug!(expired = n, "Expired outbox records deleted"),
@@ -99,7 +99,7 @@ fn housekeeping(s: &Shared) {
 }
 
 /// Deletes every generation but the newest that has no records left.
-fn remove_drained(s: &Shared, inner: &mut Inner) {
+fn remove_drained(inner: &mut Inner) {
     let newest = inner.gens.keys().next_back().copied();
     let drained: Vec<u64> = inner
         .gens
@@ -120,7 +120,6 @@ fn remove_drained(s: &Shared, inner: &mut Inner) {
             }
         }
     }
-    let _ = s;
     if any {
         return_freed_memory();
     }

@@ -7,10 +7,16 @@
 //! ordinal is. A long outage so leaves an even sample of the whole period. Thinning stops once the
 //! backlog has drained below `max_bytes / (2k)`.
 
-use super::generation;
+use super::generation::{self, Generation};
 use super::{envelope, Inner, OutboxError, RecordKey, Shared, PRIORITIES};
 use crate::config::WhenFull;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+
+/// The outbox directory never grows past this many times `max_bytes` (sled needs about 2.3 bytes
+/// of disk per stored byte, plus the generation being drained).
+pub const DISK_BOUND_FACTOR: u64 = 3;
+/// How far below the directory bound the oldest generation is already dropped.
+const BOUND_MARGIN: u64 = 2 * 1024 * 1024;
 
 /// Past this stride thinning gives up and drops the oldest instead.
 const MAX_STRIDE: u64 = 1 << 40;
@@ -49,6 +55,46 @@ impl Shared {
             }
         }
         Ok(true)
+    }
+
+    /// Starts a new generation if the newest has grown past `rotate_bytes`, and keeps the directory
+    /// under its hard bound by dropping the oldest generation whole if it would pass it.
+    pub(super) fn rotate_if_due(&self, inner: &mut Inner) {
+        let due = inner
+            .gens
+            .values()
+            .next_back()
+            .is_some_and(|g| g.disk_bytes() >= self.config.rotate_bytes());
+        if due {
+            match self.new_generation(inner) {
+                Ok(()) => debug!(generations = inner.gens.len(), "Outbox generation started"),
+                Err(e) => warn!(error = %e, "Cannot start a new outbox generation"),
+            }
+        }
+        let bound = self.config.max_bytes.saturating_mul(DISK_BOUND_FACTOR);
+        // sled grows its files a segment at a time and this runs only every few hundred appends:
+        // act a little early so that the bound holds in between too.
+        let limit = bound - (bound / 4).min(BOUND_MARGIN);
+        while inner.gens.len() > 1 {
+            let disk: u64 = inner.gens.values().map(Generation::disk_bytes).sum();
+            if disk <= limit {
+                break;
+            }
+            let Some(first) = inner.gens.keys().next().copied() else {
+                break;
+            };
+            let Some(g) = inner.gens.remove(&first) else {
+                break;
+            };
+            inner.records = inner.records.saturating_sub(g.records);
+            inner.bytes = inner.bytes.saturating_sub(g.bytes);
+            inner.counters.dropped_oldest += g.records;
+            inner.state_dirty = true;
+            let dir = g.dir.clone();
+            drop(g);
+            let removed = std::fs::remove_dir_all(&dir);
+            warn!(generation = %dir.display(), disk_bytes = disk, bound, removed = removed.is_ok(), "Outbox directory at its bound: oldest generation dropped whole");
+        }
     }
 
     fn refuse(&self, inner: &mut Inner) {

@@ -27,8 +27,10 @@ mod limits;
 mod quarantine;
 mod reader;
 mod state_file;
+mod write_failure;
 
 pub use generation::dir_bytes;
+pub use limits::DISK_BOUND_FACTOR;
 pub use reader::{Cursor, RecordKey, StoredRecord};
 
 use crate::config::{Durability, OutboxConfig, Priority, WhenFull};
@@ -38,9 +40,9 @@ use state_file::PersistedState;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::Notify;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,22 +169,17 @@ struct Inner {
     state_dirty: bool,
     appends_since_rotate_check: u32,
     /// Set while writes fail: the generation that failed, closed, and when to retry.
-    broken: Option<Broken>,
+    broken: Option<write_failure::Broken>,
 }
 
-struct Broken {
-    first_seq: u64,
-    reason: String,
-    retry_at: Instant,
+impl Inner {
+    /// Record count and bytes from the generations' own figures.
+    fn recount(&mut self) {
+        self.records = self.gens.values().map(|g| g.records).sum();
+        self.bytes = self.gens.values().map(|g| g.bytes).sum();
+    }
 }
 
-/// How often writes are retried after a failure.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
-/// The outbox directory never grows past this many times `max_bytes` (sled needs about 2.3 bytes
-/// of disk per stored byte, plus the generation being drained).
-pub const DISK_BOUND_FACTOR: u64 = 3;
-/// How far below the directory bound the oldest generation is already dropped.
-const BOUND_MARGIN: u64 = 2 * 1024 * 1024;
 /// Appends between checks of the newest generation's size.
 const ROTATE_CHECK_EVERY: u32 = 256;
 
@@ -500,7 +497,7 @@ impl Outbox {
         reader::for_each(&inner.gens, f)
     }
 
-    /// Records waiting (cheaper than `stats`).
+    /// Records waiting; cheap, unlike `stats`, which reads the directory and the oldest records.
     pub fn records(&self) -> u64 {
         self.shared.lock().records
     }
@@ -650,82 +647,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Fails fast while writes are failing, retrying at most once a second.
-    fn check_writable(&self, inner: &mut Inner) -> Result<(), OutboxError> {
-        if inner.broken.is_none() && inner.gens.is_empty() {
-            if let Err(reason) = self.new_generation(inner) {
-                self.count_write_error(inner);
-                return Err(OutboxError::Unavailable(reason));
-            }
-        }
-        let Some(broken) = &inner.broken else {
-            return Ok(());
-        };
-        if Instant::now() < broken.retry_at {
-            let reason = broken.reason.clone();
-            self.count_write_error(inner);
-            return Err(OutboxError::Unavailable(reason));
-        }
-        let first = broken.first_seq;
-        let path = self.dir.join(generation::dir_name(first));
-        // The failed generation again (its durable records are in it); failing that, a new one (the
-        // old one is picked up again at the next start).
-        let reopened = Generation::open(&path, self.config.cache_bytes, false)
-            .map(|(g, _)| {
-                inner.gens.insert(first, g);
-            })
-            .or_else(|_| self.new_generation(inner));
-        match reopened {
-            Ok(()) => {
-                let records = inner.gens.values().map(|g| g.records).sum();
-                let bytes = inner.gens.values().map(|g| g.bytes).sum();
-                inner.records = records;
-                inner.bytes = bytes;
-                inner.broken = None;
-                info!(lost = inner.counters.write_errors, "Outbox writable again");
-                Ok(())
-            }
-            Err(reason) => {
-                if let Some(b) = inner.broken.as_mut() {
-                    b.retry_at = Instant::now() + RETRY_AFTER_FAILURE;
-                    b.reason = reason.clone();
-                }
-                self.count_write_error(inner);
-                Err(OutboxError::Unavailable(reason))
-            }
-        }
-    }
-
-    fn count_write_error(&self, inner: &mut Inner) {
-        inner.counters.write_errors += 1;
-        inner.state_dirty = true;
-        if inner.counters.write_errors.is_power_of_two() {
-            error!(
-                lost = inner.counters.write_errors,
-                "Outbox still cannot store records; predictions are being lost"
-            );
-        }
-    }
-
-    /// A write to the newest generation failed: sled refuses every later operation on that
-    /// database, so it is closed and reopened later (its durable records are kept).
-    fn write_failed(&self, inner: &mut Inner, reason: String) {
-        let Some((&first, _)) = inner.gens.iter().next_back() else {
-            return;
-        };
-        if let Some(g) = inner.gens.remove(&first) {
-            inner.records = inner.records.saturating_sub(g.records);
-            inner.bytes = inner.bytes.saturating_sub(g.bytes);
-        }
-        error!(reason, "Outbox write failed (disk full or I/O error); retrying every second, predictions meanwhile are lost and counted");
-        inner.broken = Some(Broken {
-            first_seq: first,
-            reason,
-            retry_at: Instant::now() + RETRY_AFTER_FAILURE,
-        });
-        self.count_write_error(inner);
-    }
-
     /// Removes a record if it is still there, keeping sizes in step; true if it was there.
     fn remove(
         &self,
@@ -752,46 +673,6 @@ impl Shared {
         inner.state_dirty = true;
         limits::after_removal(self, inner);
         Ok(true)
-    }
-
-    /// Starts a new generation if the newest has grown past `rotate_bytes`, and keeps the directory
-    /// under its hard bound by dropping the oldest generation whole if it would pass it.
-    fn rotate_if_due(&self, inner: &mut Inner) {
-        let due = inner
-            .gens
-            .values()
-            .next_back()
-            .is_some_and(|g| g.disk_bytes() >= self.config.rotate_bytes());
-        if due {
-            match self.new_generation(inner) {
-                Ok(()) => debug!(generations = inner.gens.len(), "Outbox generation started"),
-                Err(e) => warn!(error = %e, "Cannot start a new outbox generation"),
-            }
-        }
-        let bound = self.config.max_bytes.saturating_mul(DISK_BOUND_FACTOR);
-        // sled grows its files a segment at a time and this runs only every few hundred appends:
-        // act a little early so that the bound holds in between too.
-        let limit = bound - (bound / 4).min(BOUND_MARGIN);
-        while inner.gens.len() > 1 {
-            let disk: u64 = inner.gens.values().map(Generation::disk_bytes).sum();
-            if disk <= limit {
-                break;
-            }
-            let Some(first) = inner.gens.keys().next().copied() else {
-                break;
-            };
-            let Some(g) = inner.gens.remove(&first) else {
-                break;
-            };
-            inner.records = inner.records.saturating_sub(g.records);
-            inner.bytes = inner.bytes.saturating_sub(g.bytes);
-            inner.counters.dropped_oldest += g.records;
-            inner.state_dirty = true;
-            let dir = g.dir.clone();
-            drop(g);
-            let removed = std::fs::remove_dir_all(&dir);
-            warn!(generation = %dir.display(), disk_bytes = disk, bound, removed = removed.is_ok(), "Outbox directory at its bound: oldest generation dropped whole");
-        }
     }
 
     /// Flushes every generation and saves the state.

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::{Duration, Instant};
 
 fn config(max_bytes: u64, when_full: WhenFull) -> OutboxConfig {
     OutboxConfig {

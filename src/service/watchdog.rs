@@ -45,7 +45,7 @@ pub async fn supervise(
             .iter()
             .map(|s| s.inferred.load(Ordering::Relaxed))
             .sum();
-        let backlog = outbox.stats().records;
+        let backlog = outbox.records();
         if stalled.is_empty() {
             if stalled_before {
                 info!("Inference workers are making progress again; watchdog pings resumed");
