@@ -1,13 +1,16 @@
 //! Builds the daemon from a `Config` and runs it until shutdown.
 
 use crate::config::{Config, SourceConfig};
+use crate::manage::ota::{serving_of, Ota};
 use crate::manage::{self, Control};
 use crate::metrics;
+use crate::model::store::{Event, ModelStore};
 use crate::model::{LoadedModel, ModelError};
 use crate::mqtt::Uplink;
 use crate::outbox::{Outbox, OutboxError};
 use crate::pipeline::{
-    FrameQueue, LatencyWindow, PipelineError, Postprocessor, Preprocessor, Worker,
+    FrameQueue, LatencyWindow, ModelSlot, PipelineError, Postprocessor, Preprocessor, Serving,
+    Worker,
 };
 use crate::sensor::{self, SensorError, Sensors};
 use crate::service::{self, Heartbeat, Notifier};
@@ -18,6 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// Reports of model changes from the workers waiting for management (a few per update).
+const SLOT_EVENTS: usize = 64;
 
 /// How long shutdown waits for sensors, workers and the uplink before giving up on them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,11 +138,16 @@ pub async fn run(
     let started = Instant::now();
     let started_at = SystemTime::now();
 
+    // What serves each model: its config's file, or a version installed over the air.
+    let store = Arc::new(ModelStore::new(&data_dir));
     let mut models = HashMap::new();
+    let mut updates = std::collections::BTreeMap::new();
     for mc in &config.models {
         let started = Instant::now();
-        let cfg = mc.clone();
-        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&cfg)).await??;
+        let (cfg, st) = (mc.clone(), Arc::clone(&store));
+        let (serving, last) =
+            tokio::task::spawn_blocking(move || load_serving(&st, &cfg)).await??;
+        let model = &serving.model;
         info!(
             model = %model.id,
             version = %model.version,
@@ -145,17 +156,10 @@ pub async fn run(
             load_ms = started.elapsed().as_millis() as u64,
             "Model loaded"
         );
-        let pre = Preprocessor::new(&model.id, &mc.preprocess, model.input())?;
-        let post = Postprocessor::new(
-            &model.id,
-            &mc.postprocess,
-            model.outputs(),
-            pre.image_size(),
-        )?;
-        models.insert(
-            mc.id.clone(),
-            (Arc::new(model), pre, post, FrameQueue::new()),
-        );
+        if let Some(event) = last {
+            updates.insert(mc.id.clone(), event);
+        }
+        models.insert(mc.id.clone(), (serving, FrameQueue::new()));
     }
 
     // Open every sensor before starting any thread, so a bad one fails start-up cleanly.
@@ -166,7 +170,8 @@ pub async fn run(
             sensor: sc.id.clone(),
             source,
         })?;
-        let (_, pre, _, queue) = &models[&sc.model];
+        let (serving, queue) = &models[&sc.model];
+        let pre = &serving.pre;
         let window = match &sc.source {
             SourceConfig::WavReplay(w) => Some(w.window),
             SourceConfig::Audio(a) => Some(a.window),
@@ -194,16 +199,17 @@ pub async fn run(
     let mut workers = Vec::new();
     let mut queues = Vec::new();
     let mut heartbeats = Vec::new();
-    let mut model_infos = Vec::new();
+    let mut entries = Vec::new();
+    let mut slots = Vec::new();
     let mut latencies = Vec::new();
-    for (id, (model, pre, post, queue)) in models {
+    let (slot_events, slot_events_rx) = tokio::sync::mpsc::channel(SLOT_EVENTS);
+    for (id, (serving, queue)) in models {
         let latency = Arc::new(LatencyWindow::default());
         latencies.push((id.clone(), Arc::clone(&latency)));
-        model_infos.push(manage::ModelInfo {
-            id: id.clone(),
-            version: model.version.clone(),
-            backend: model.backend,
-            path: model.path.clone(),
+        let (slot, changes) = ModelSlot::new(&serving);
+        slots.push(Arc::clone(&slot));
+        entries.push(manage::ModelEntry {
+            slot: Arc::clone(&slot),
             sensors: config
                 .sensors
                 .iter()
@@ -216,9 +222,10 @@ pub async fn run(
         heartbeats.push((id.clone(), Arc::clone(&heartbeat)));
         let worker = Worker {
             device: config.device.id.clone(),
-            model,
-            pre,
-            post,
+            serving,
+            slot,
+            changes,
+            events: slot_events.clone(),
             queue,
             outbox: Arc::clone(&outbox),
             stats: stats_by_model.remove(&id).unwrap_or_default(),
@@ -228,6 +235,7 @@ pub async fn run(
         };
         workers.push(worker.spawn()?);
     }
+    drop(slot_events);
 
     // The uplink starts before the sensors, so that what they produce counts as live, not as
     // backlog; it stops last, after the workers have stored their final predictions, so that those
@@ -256,13 +264,19 @@ pub async fn run(
         all_stats.push((Arc::clone(&id), Arc::clone(&port.stats)));
         running_sensors.start(id, source_config, source, settings, port)?;
     }
-    model_infos.sort_by(|a, b| a.id.cmp(&b.id));
+    entries.sort_by(|a, b| a.slot.id.cmp(&b.slot.id));
     latencies.sort_by(|a, b| a.0.cmp(&b.0));
+    let (notices, notices_rx) = tokio::sync::mpsc::channel(manage::ota::NOTICE_QUEUE);
+    let ota = config
+        .remote
+        .is_some()
+        .then(|| Arc::new(Ota::new(&config, &slots, updates, notices)));
     let context = Arc::new(manage::Context {
         config: config.clone(),
         config_path: origin.config_path,
         reload: origin.reload,
-        models: model_infos,
+        models: entries,
+        ota,
         sensor_stats: all_stats.clone(),
         sensors: Arc::clone(&running_sensors),
         latencies,
@@ -271,7 +285,7 @@ pub async fn run(
         started_at,
     });
     // Management stops with the uplink, so the device reports itself offline last.
-    let control = match Control::new(context, uplink_stop.clone()) {
+    let control = match Control::new(context, uplink_stop.clone(), notices_rx, slot_events_rx) {
         Some(control) => Some(tokio::spawn(control.map_err(StartError::Mqtt)?.run())),
         None => None,
     };
@@ -390,4 +404,61 @@ pub async fn run(
         "Outbox totals"
     );
     Ok(())
+}
+
+/// Loads what should serve a model: the version installed over the air that is active, if any
+/// (an interrupted trial is rolled back first), else the config's file. An installed version
+/// that no longer loads is rolled back to what served before it, so that a damaged file never
+/// keeps the daemon from starting. Returns the model and the store's last event for it.
+fn load_serving(
+    store: &ModelStore,
+    config: &crate::config::ModelConfig,
+) -> Result<(Serving, Option<Event>), StartError> {
+    let effective = match store.effective(config) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::error!(model = %config.id, error = %e, "Installed model versions unreadable; the config's file serves");
+            None
+        }
+    };
+    if let Some(event) = effective.as_ref().and_then(|e| e.rolled_back.as_ref()) {
+        warn!(model = %config.id, version = %event.version, "A model version on trial was rolled back: the daemon stopped during its trial");
+    }
+    if let Some(e) = effective.as_ref().filter(|e| e.version.is_some()) {
+        let label = e.version.as_ref().and_then(|v| v.label.clone());
+        match serving_of(&e.config, label) {
+            Ok(serving) => return Ok((serving, store.state(&config.id).ok().and_then(|s| s.last))),
+            Err(refusal) => {
+                tracing::error!(model = %config.id, path = %e.config.path.display(), reason = %refusal, "Installed model version cannot serve; rolling back");
+                if let Ok(Some(previous)) =
+                    store.roll_back(&config.id, "not_loadable", &refusal.message)
+                {
+                    let mut cfg = config.clone();
+                    cfg.path = store.file(&config.id, &previous.sha256);
+                    cfg.sha256 = Some(previous.sha256.clone());
+                    if let Ok(serving) = serving_of(&cfg, previous.label.clone()) {
+                        return Ok((serving, store.state(&config.id).ok().and_then(|s| s.last)));
+                    }
+                }
+            }
+        }
+    }
+    let model = LoadedModel::load(config)?;
+    let pre = Preprocessor::new(&model.id, &config.preprocess, model.input())?;
+    let post = Postprocessor::new(
+        &model.id,
+        &config.postprocess,
+        model.outputs(),
+        pre.image_size(),
+    )?;
+    let last = store.state(&config.id).ok().and_then(|s| s.last);
+    Ok((
+        Serving {
+            model: Arc::new(model),
+            pre,
+            post,
+            label: None,
+        },
+        last,
+    ))
 }

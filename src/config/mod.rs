@@ -24,7 +24,7 @@ pub use models::{
 };
 pub use mqtt::{BrokerAddress, MqttConfig, TlsConfig};
 pub use outbox::{Durability, OutboxConfig, WhenFull};
-pub use remote::{decode_public_key, RemoteConfig};
+pub use remote::{decode_public_key, OtaConfig, RemoteConfig};
 pub use sensors::{
     AudioConfig, CameraConfig, FlowControl, ImageReplayConfig, LengthPrefix, LineReplayConfig,
     Overflow, Parity, PixelFormat, Priority, QueueConfig, RecordingConfig, SampleType,

@@ -29,6 +29,67 @@ pub struct RemoteConfig {
     /// (MQTT cannot skip a packet), so keep the broker's `message_size_limit` at or below it.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Model updates over the air.
+    #[serde(default)]
+    pub ota: OtaConfig,
+}
+
+/// `[remote.ota]`: model updates over MQTT.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtaConfig {
+    /// Accept model transfers at all.
+    pub enabled: bool,
+    /// Largest model file accepted.
+    pub max_model_bytes: u64,
+    /// A new version is committed after serving this many predictions without a failure.
+    pub trial_predictions: u32,
+    /// ... and with its median latency within `previous median × trial_latency_ratio +
+    /// trial_latency_slack_ms`; otherwise the previous version serves again.
+    pub trial_latency_ratio: f64,
+    /// See `trial_latency_ratio`.
+    pub trial_latency_slack_ms: u64,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_model_bytes: 512 * 1024 * 1024,
+            trial_predictions: 100,
+            trial_latency_ratio: 1.5,
+            trial_latency_slack_ms: 5,
+        }
+    }
+}
+
+impl OtaConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        if self.max_model_bytes == 0 {
+            errors.push(ConfigError::new(
+                format!("{path}.max_model_bytes"),
+                "must be above 0",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.trial_predictions) {
+            errors.push(ConfigError::new(
+                format!("{path}.trial_predictions"),
+                "must be 1 to 1000000",
+            ));
+        }
+        if !(self.trial_latency_ratio.is_finite() && self.trial_latency_ratio >= 1.0) {
+            errors.push(ConfigError::new(
+                format!("{path}.trial_latency_ratio"),
+                "must be a number ≥ 1",
+            ));
+        }
+        if self.trial_latency_slack_ms > 60_000 {
+            errors.push(ConfigError::new(
+                format!("{path}.trial_latency_slack_ms"),
+                "must be at most 60000",
+            ));
+        }
+    }
 }
 
 fn default_telemetry_interval() -> u64 {
@@ -92,6 +153,7 @@ impl RemoteConfig {
                 "must be 1 KiB to 256 MiB",
             ));
         }
+        self.ota.validate(&format!("{path}.ota"), errors);
     }
 }
 

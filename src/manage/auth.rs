@@ -166,11 +166,23 @@ impl Authenticator {
         bytes: &[u8],
         now: u64,
     ) -> Result<Command, Rejection> {
+        self.check_sized(topic_name, bytes, now, self.policy.max_bytes)
+    }
+
+    /// `check` with another size limit (model manifests carry golden data and may be larger
+    /// than commands).
+    pub fn check_sized(
+        &mut self,
+        topic_name: &str,
+        bytes: &[u8],
+        now: u64,
+        max_bytes: usize,
+    ) -> Result<Command, Rejection> {
         let p = &self.policy;
-        if bytes.len() > p.max_bytes {
+        if bytes.len() > max_bytes {
             return Err(Rejection::TooLarge {
                 bytes: bytes.len(),
-                max: p.max_bytes,
+                max: max_bytes,
             });
         }
         let value: serde_json::Value = serde_json::from_slice(bytes)

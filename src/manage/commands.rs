@@ -1,6 +1,8 @@
 //! The commands a device obeys once a command is authenticated.
 
 use super::auth::Command;
+use super::ota::protocol::Activation;
+use super::ota::{Ota, Refusal};
 use super::{persist, unix_now, Context};
 use crate::config::{Config, ConfigError, LoadError};
 use serde::Deserialize;
@@ -15,6 +17,8 @@ pub const NAMES: &[&str] = &[
     "set-config",
     "restart-sensor",
     "list-models",
+    "activate-model",
+    "rollback-model",
     "outbox-stats",
 ];
 
@@ -81,13 +85,67 @@ pub async fn execute(ctx: &Arc<Context>, command: &Command) -> Result<(Value, Af
                 })?;
             done(json!({ "restarted": args.sensor }))
         }
-        "list-models" => done(json!({ "models": ctx.models })),
+        "list-models" => {
+            let versions: serde_json::Map<String, Value> = match &ctx.ota {
+                Some(ota) => ctx
+                    .models
+                    .iter()
+                    .map(|m| (m.slot.id.clone(), ota.versions(&m.slot.id)))
+                    .collect(),
+                None => serde_json::Map::new(),
+            };
+            done(json!({ "models": ctx.models(), "versions": versions }))
+        }
+        "activate-model" => {
+            let a: ActivateArgs = args(&command.args)?;
+            let ota = updates(ctx)?;
+            blocking(move || ota.activate(&a.model, &a.version, a.mode)).await
+        }
+        "rollback-model" => {
+            let a: ModelArgs = args(&command.args)?;
+            let ota = updates(ctx)?;
+            blocking(move || ota.rollback(&a.model)).await
+        }
         "outbox-stats" => done(serde_json::to_value(ctx.outbox.stats()).unwrap_or_default()),
         other => Err(Failure::new(
             "unknown_command",
             format!("unknown command \"{other}\"; known: {}", NAMES.join(", ")),
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateArgs {
+    model: String,
+    /// At least 8 hex digits of the version's sha256.
+    version: String,
+    /// `active` (on trial) or `shadow`.
+    #[serde(default)]
+    mode: Activation,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelArgs {
+    model: String,
+}
+
+fn updates(ctx: &Context) -> Result<Arc<Ota>, Failure> {
+    ctx.ota
+        .clone()
+        .ok_or_else(|| Failure::new("unavailable", "model updates are not set up"))
+}
+
+/// Runs a model update step off the reactor (it loads models and writes files).
+async fn blocking(
+    f: impl FnOnce() -> Result<Value, Refusal> + Send + 'static,
+) -> Result<(Value, After), Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure::new("internal", e.to_string()))?
+        .map(|v| (v, After::Nothing))
+        .map_err(|r| Failure::new(r.code, r.message))
 }
 
 #[derive(Deserialize)]

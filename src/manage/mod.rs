@@ -17,8 +17,9 @@ mod telemetry;
 pub use session::Control;
 
 use crate::config::Config;
+use crate::model::store::Event;
 use crate::outbox::Outbox;
-use crate::pipeline::{LatencyWindow, SensorStats};
+use crate::pipeline::{LatencyWindow, ModelSlot, SensorStats, SlotInfo};
 use crate::sensor::Sensors;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,12 +31,20 @@ use tokio::sync::Notify;
 pub struct ModelInfo {
     /// Id from the config.
     pub id: String,
-    /// First 12 hex characters of its sha256.
-    pub version: String,
-    /// Backend that runs it.
-    pub backend: &'static str,
-    /// Its file.
-    pub path: PathBuf,
+    /// What serves it now: version, backend, file, trial, shadow.
+    #[serde(flatten)]
+    pub serving: SlotInfo,
+    /// Sensors that feed it.
+    pub sensors: Vec<String>,
+    /// The last update (installed, activated, committed, rolled back, switched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<Event>,
+}
+
+/// A running model, as management reaches it.
+pub struct ModelEntry {
+    /// Its worker's slot.
+    pub slot: Arc<ModelSlot>,
     /// Sensors that feed it.
     pub sensors: Vec<String>,
 }
@@ -48,8 +57,10 @@ pub struct Context {
     pub config_path: Option<PathBuf>,
     /// Asks the daemon to load its config file again and restart its pipeline on it.
     pub reload: Option<Arc<Notify>>,
-    /// Loaded models.
-    pub models: Vec<ModelInfo>,
+    /// Running models, by id.
+    pub models: Vec<ModelEntry>,
+    /// Model updates; `None` without `[remote]`.
+    pub ota: Option<Arc<ota::Ota>>,
     /// Counters of every sensor, by id.
     pub sensor_stats: Vec<(Arc<str>, Arc<SensorStats>)>,
     /// The running sensors.
@@ -67,6 +78,19 @@ pub struct Context {
 impl Context {
     fn device(&self) -> &str {
         &self.config.device.id
+    }
+
+    /// Every model as it serves now.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.models
+            .iter()
+            .map(|m| ModelInfo {
+                id: m.slot.id.clone(),
+                serving: m.slot.info(),
+                sensors: m.sensors.clone(),
+                update: self.ota.as_ref().and_then(|o| o.last_event(&m.slot.id)),
+            })
+            .collect()
     }
 }
 

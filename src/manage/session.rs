@@ -2,10 +2,13 @@
 
 use super::auth::{Authenticator, Policy, Rejection};
 use super::commands::{self, After};
+use super::ota::protocol::{topic, Manifest, Progress, State, MANIFEST_COMMAND};
+use super::ota::Notice;
 use super::telemetry::Sampler;
 use super::{status, unix_now, Context};
 use crate::config::{BrokerAddress, MqttConfig, RemoteConfig};
 use crate::mqtt::{options, topics};
+use crate::pipeline::SlotEvent;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, Publish, QoS,
 };
@@ -38,6 +41,10 @@ pub struct Control {
     ctx: Arc<Context>,
     auth: Arc<Mutex<Result<Authenticator, String>>>,
     shutdown: CancellationToken,
+    /// What model updates ask to publish.
+    notices: Option<mpsc::Receiver<Notice>>,
+    /// What the workers report about model changes.
+    slot_events: Option<mpsc::Receiver<SlotEvent>>,
 }
 
 /// How one connection ended.
@@ -48,7 +55,12 @@ enum SessionEnd {
 
 impl Control {
     /// The management task; `None` when the config has no `[remote]` (or no `[mqtt]`).
-    pub fn new(ctx: Arc<Context>, shutdown: CancellationToken) -> Option<Result<Self, String>> {
+    pub fn new(
+        ctx: Arc<Context>,
+        shutdown: CancellationToken,
+        notices: mpsc::Receiver<Notice>,
+        slot_events: mpsc::Receiver<SlotEvent>,
+    ) -> Option<Result<Self, String>> {
         let mqtt = ctx.config.mqtt.clone()?;
         let remote = ctx.config.remote.clone()?;
         let address = match BrokerAddress::parse(&mqtt.broker) {
@@ -85,6 +97,8 @@ impl Control {
             ctx,
             auth: Arc::new(Mutex::new(auth)),
             shutdown,
+            notices: Some(notices),
+            slot_events: Some(slot_events),
         }))
     }
 
@@ -97,13 +111,25 @@ impl Control {
     }
 
     /// Connects, serves, reconnects with exponential backoff, until shutdown.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let min = Duration::from_millis(self.mqtt.reconnect_min_ms);
         let max = Duration::from_millis(self.mqtt.reconnect_max_ms);
         let mut delay = min;
         let mut sampler = Sampler::new(&self.ctx);
+        let watcher = match (&self.ctx.ota, self.slot_events.take()) {
+            (Some(ota), Some(events)) => Some(tokio::spawn(Arc::clone(ota).watch(events))),
+            _ => None,
+        };
+        let (_keep, mut notices) = match self.notices.take() {
+            Some(n) => (None, n),
+            // Without updates nothing is ever noticed.
+            None => {
+                let (tx, rx) = mpsc::channel(1);
+                (Some(tx), rx)
+            }
+        };
         loop {
-            match self.session(&mut sampler).await {
+            match self.session(&mut sampler, &mut notices).await {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Lost { connected, reason } => {
                     if connected {
@@ -119,6 +145,13 @@ impl Control {
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(max);
+        }
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        if let Some(ota) = &self.ctx.ota {
+            let ota = Arc::clone(ota);
+            let _ = tokio::task::spawn_blocking(move || ota.save()).await;
         }
         debug!("Management stopped");
     }
@@ -145,7 +178,11 @@ impl Control {
     }
 
     /// One connection, from CONNECT to its loss or shutdown.
-    async fn session(&self, sampler: &mut Sampler) -> SessionEnd {
+    async fn session(
+        &self,
+        sampler: &mut Sampler,
+        notices: &mut mpsc::Receiver<Notice>,
+    ) -> SessionEnd {
         let (client, eventloop) = AsyncClient::new(self.options(), REQUEST_QUEUE);
         let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
         let poller = tokio::spawn(poll_events(eventloop, tx));
@@ -197,10 +234,26 @@ impl Control {
                         if let Err(e) = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx)) {
                             break SessionEnd::Lost { connected, reason: format!("cannot publish status: {e}") };
                         }
+                        if let Err(reason) = self.start_updates(&client) {
+                            break SessionEnd::Lost { connected, reason };
+                        }
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(&client, p, &mut inbox),
                     Some(Ok(_)) => {}
                 },
+                Some(notice) = notices.recv(), if connected => {
+                    // A lost connection shows up as an event next.
+                    match notice {
+                        Notice::Progress(p) => {
+                            let request = self.progress_request(&client, &p);
+                            self.send(&client, request, &mut events, &mut inbox).await;
+                        }
+                        Notice::StatusChanged => {
+                            let request = client.publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx));
+                            self.send(&client, request, &mut events, &mut inbox).await;
+                        }
+                    }
+                }
                 _ = telemetry.tick(), if connected => {
                     let body = serde_json::to_vec(&sampler.sample(&self.ctx)).unwrap_or_default();
                     let topic = topics::telemetry(self.prefix(), self.device());
@@ -241,6 +294,96 @@ impl Control {
         inbox.queue.push_back(p);
     }
 
+    /// Subscribes to this device's update topics and tells senders of pending transfers where
+    /// they stand.
+    fn start_updates(&self, client: &AsyncClient) -> Result<(), String> {
+        let Some(ota) = self.ctx.ota.as_ref().filter(|o| o.enabled()) else {
+            return Ok(());
+        };
+        for filter in topic::device_filters(self.prefix(), self.device()) {
+            client
+                .try_subscribe(filter, QoS::AtLeastOnce)
+                .map_err(|e| format!("cannot subscribe: {e}"))?;
+        }
+        for p in ota.pending() {
+            let body = serde_json::to_vec(&p).unwrap_or_default();
+            let topic = topic::progress(self.prefix(), self.device(), &p.transfer);
+            client
+                .try_publish(topic, QoS::AtLeastOnce, false, body)
+                .map_err(|e| format!("cannot publish transfer progress: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The publish of a progress message.
+    fn progress_request<'c>(
+        &self,
+        client: &'c AsyncClient,
+        p: &Progress,
+    ) -> impl std::future::Future<Output = Result<(), rumqttc::ClientError>> + 'c {
+        let topic = topic::progress(self.prefix(), self.device(), &p.transfer);
+        let body = serde_json::to_vec(p).unwrap_or_default();
+        client.publish(topic, QoS::AtLeastOnce, false, body)
+    }
+
+    /// Handles one message of a model transfer and answers on its progress topic.
+    async fn update(&self, incoming: topic::Incoming<'_>, payload: Vec<u8>) -> Option<Progress> {
+        let ota = Arc::clone(self.ctx.ota.as_ref().filter(|o| o.enabled())?);
+        match incoming {
+            topic::Incoming::Manifest(transfer) => {
+                let transfer = transfer.to_string();
+                let auth = Arc::clone(&self.auth);
+                let max = self.remote.max_message_bytes;
+                let progress = tokio::task::spawn_blocking(move || {
+                    let checked = {
+                        let mut guard = auth.lock().unwrap_or_else(|p| p.into_inner());
+                        match guard.as_mut() {
+                            Ok(a) => a.check_sized(MANIFEST_COMMAND, &payload, unix_now(), max),
+                            Err(reason) => Err(Rejection::Storage(reason.clone())),
+                        }
+                    };
+                    let refused = |code: &str, reason: String| {
+                        warn!(transfer, code, reason, "Model manifest refused");
+                        Progress::new(&transfer, None, State::Rejected).because(code, reason)
+                    };
+                    let command = match checked {
+                        Ok(c) => c,
+                        Err(r) => return refused(r.code(), r.to_string()),
+                    };
+                    let manifest: Manifest = match serde_json::from_value(command.args) {
+                        Ok(m) => m,
+                        Err(e) => return refused("malformed", format!("manifest: {e}")),
+                    };
+                    if manifest.transfer != transfer {
+                        return refused(
+                            "wrong_transfer",
+                            format!(
+                                "manifest of transfer \"{}\" arrived on the topic of \"{transfer}\"",
+                                manifest.transfer
+                            ),
+                        );
+                    }
+                    ota.manifest(manifest)
+                })
+                .await;
+                progress.ok()
+            }
+            topic::Incoming::Chunk(transfer, n) => {
+                let (transfer, n) = (transfer.to_string(), n.to_string());
+                tokio::task::spawn_blocking(move || ota.chunk(&transfer, &n, &payload))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            topic::Incoming::End(transfer) => {
+                let transfer = transfer.to_string();
+                tokio::task::spawn_blocking(move || ota.end(&transfer))
+                    .await
+                    .ok()
+            }
+        }
+    }
+
     /// Handles one message: runs the command, publishes the result, then acknowledges it.
     async fn command(
         &self,
@@ -249,6 +392,14 @@ impl Control {
         events: &mut Events,
         inbox: &mut Inbox,
     ) {
+        if let Some(incoming) = topic::parse(self.prefix(), self.device(), &p.topic) {
+            if let Some(progress) = self.update(incoming, p.payload.to_vec()).await {
+                let request = self.progress_request(client, &progress);
+                self.send(client, request, events, inbox).await;
+            }
+            self.send(client, client.ack(&p), events, inbox).await;
+            return;
+        }
         let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) else {
             // The subscription only matches this device's commands; anything else is not
             // acted on.

@@ -19,7 +19,7 @@ pub struct Birth<'a> {
     /// Seconds since then, when this message was made.
     pub uptime_s: u64,
     /// Models with their versions and backends.
-    pub models: &'a [ModelInfo],
+    pub models: Vec<ModelInfo>,
     /// Sensors.
     pub sensors: Vec<SensorInfo<'a>>,
     /// Whether commands can be verified (operator keys configured).
@@ -59,7 +59,7 @@ pub fn birth(ctx: &Context) -> Vec<u8> {
         version: env!("CARGO_PKG_VERSION"),
         started_at: rfc3339(ctx.started_at),
         uptime_s: ctx.started.elapsed().as_secs(),
-        models: &ctx.models,
+        models: ctx.models(),
         sensors,
         commands: ctx
             .config

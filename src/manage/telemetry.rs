@@ -8,6 +8,7 @@ use crate::pipeline::{LatencySummary, SensorTotals};
 use crate::prediction::rfc3339;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 /// One telemetry message.
@@ -25,6 +26,10 @@ pub struct Telemetry {
     pub sensors: BTreeMap<String, SensorTelemetry>,
     /// Per model: latency over the period (`null` when it ran no frame).
     pub models: BTreeMap<String, Option<LatencySummary>>,
+    /// Per model with a candidate in its shadow: how often they agreed, and the candidate's
+    /// latency over the period (compare with `models`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadow: BTreeMap<String, ShadowTelemetry>,
     /// The outbox: records waiting, bytes, cap, lifetime counters.
     pub outbox: OutboxStats,
     /// Percent of one core this process used over the period.
@@ -35,6 +40,23 @@ pub struct Telemetry {
     pub disk: Option<Disk>,
     /// SoC temperatures; empty where the board exposes none.
     pub temperatures: Vec<Temperature>,
+}
+
+/// A shadow run's figures.
+#[derive(Debug, Serialize)]
+pub struct ShadowTelemetry {
+    /// Candidate version.
+    pub version: String,
+    /// Frames both versions ran on since the shadow run began.
+    pub frames: u64,
+    /// Frames on which their results agreed.
+    pub agreed: u64,
+    /// `agreed / frames`; `null` before the first frame.
+    pub agreement: Option<f64>,
+    /// Frames the candidate failed on.
+    pub errors: u64,
+    /// The candidate's latency over the period.
+    pub latency: Option<LatencySummary>,
 }
 
 /// A sensor's figures.
@@ -138,6 +160,26 @@ impl Sampler {
                 .latencies
                 .iter()
                 .map(|(id, w)| (id.clone(), w.take()))
+                .collect(),
+            shadow: ctx
+                .models
+                .iter()
+                .filter_map(|m| {
+                    let s = m.slot.shadow()?;
+                    let frames = s.frames.load(Ordering::Relaxed);
+                    let agreed = s.agreed.load(Ordering::Relaxed);
+                    Some((
+                        m.slot.id.clone(),
+                        ShadowTelemetry {
+                            version: s.version.clone(),
+                            frames,
+                            agreed,
+                            agreement: (frames > 0).then(|| agreed as f64 / frames as f64),
+                            errors: s.errors.load(Ordering::Relaxed),
+                            latency: s.latency.take(),
+                        },
+                    ))
+                })
                 .collect(),
             outbox: ctx.outbox.stats(),
             cpu_percent,

@@ -2,6 +2,7 @@
 //! first backend that can run them, with their inputs sorted into frame, constant and recurrent.
 
 mod digest;
+pub mod store;
 
 pub use digest::sha256_file;
 

@@ -136,6 +136,12 @@ pub fn decode_yolo(
     Ok(out)
 }
 
+/// Intersection over union of two detected boxes.
+pub(super) fn box_iou(a: &DetectedBox, b: &DetectedBox) -> f32 {
+    let corners = |d: &DetectedBox| [d.x, d.y, d.x + d.w, d.y + d.h];
+    iou(&corners(a), &corners(b))
+}
+
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);

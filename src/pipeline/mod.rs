@@ -4,6 +4,7 @@ mod detect;
 mod postprocess;
 mod preprocess;
 mod queue;
+pub mod serving;
 mod stats;
 mod worker;
 
@@ -11,6 +12,7 @@ pub use detect::{decode_yolo, nms, Candidate, DetectedBox, Detector};
 pub use postprocess::{ClassScore, InferenceResult, Postprocessor, RawOutput};
 pub use preprocess::Preprocessor;
 pub use queue::{FrameQueue, QueueClosed, SensorPort};
+pub use serving::{Change, ModelSlot, Serving, SlotEvent, SlotEventKind, SlotInfo, TrialPolicy};
 pub use stats::{LatencySummary, LatencyWindow, SensorStats, SensorTotals};
 pub use worker::{Worker, WorkerHandle};
 
