@@ -105,14 +105,25 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
 
 /// Writes a tensor as an .npy file.
 pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
+    let bytes = to_bytes(tensor).map_err(|message| NpyError::Format {
+        path: path.into(),
+        message,
+    })?;
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|source| NpyError::Io {
+            path: path.into(),
+            source,
+        })
+}
+
+/// A tensor as the bytes of an .npy file (version 1.0, data aligned to 64 bytes as numpy does).
+pub fn to_bytes(tensor: &Tensor) -> Result<Vec<u8>, String> {
     let descr = TYPES
         .iter()
         .find(|(_, t)| *t == tensor.datum_type())
         .map(|(d, _)| *d)
-        .ok_or_else(|| NpyError::Format {
-            path: path.into(),
-            message: format!("cannot write tensors of type {:?}", tensor.datum_type()),
-        })?;
+        .ok_or_else(|| format!("cannot write tensors of type {:?}", tensor.datum_type()))?;
     let shape = match tensor.shape() {
         [] => "()".to_string(),
         [n] => format!("({n},)"),
@@ -137,12 +148,7 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     out.extend_from_slice(header.as_bytes());
     // Plain tensors of the types above; the host is little-endian (checked at compile time).
     out.extend_from_slice(tensor.as_bytes());
-    std::fs::File::create(path)
-        .and_then(|mut f| f.write_all(&out))
-        .map_err(|source| NpyError::Io {
-            path: path.into(),
-            source,
-        })
+    Ok(out)
 }
 
 #[cfg(not(target_endian = "little"))]
@@ -193,6 +199,7 @@ mod tests {
         let t = Tensor::from_shape(&[4], &[1i64, -2, 3, 4]).unwrap();
         write(&p, &t).unwrap();
         assert_eq!(read(&p).unwrap(), t);
+        assert_eq!(parse(&to_bytes(&t).unwrap()).unwrap(), t);
         let t = tract_onnx::prelude::tensor0(7.5f64);
         write(&p, &t).unwrap();
         assert_eq!(read(&p).unwrap(), t);

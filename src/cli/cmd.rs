@@ -1,8 +1,9 @@
 //! `edgeinfer cmd --broker URL --device ID --key K NAME [ARG=VALUE...]`: sends one signed command
 //! to a device and prints its result.
 
+use super::operator::{self, BrokerArgs};
 use super::EXIT_CONFIG;
-use crate::config::{BrokerAddress, MqttConfig, TlsConfig};
+use crate::config::{BrokerAddress, MqttConfig};
 use crate::manage::auth::{self, Command, Envelope};
 use crate::mqtt::{options, topics};
 use clap::Args;
@@ -10,57 +11,8 @@ use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tracing::error;
-
-/// Broker connection settings of the operator tools.
-#[derive(Args, Clone)]
-pub(super) struct BrokerArgs {
-    /// `mqtt://host:port` or `mqtts://host:port`.
-    #[arg(long)]
-    broker: String,
-    /// First level of every topic.
-    #[arg(long, default_value = "edgeinfer")]
-    prefix: String,
-    /// CA certificate (PEM) of an mqtts:// broker; the system's roots otherwise.
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Client certificate (PEM), for brokers that require one.
-    #[arg(long, requires = "client_key")]
-    client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(long, requires = "client_cert")]
-    client_key: Option<PathBuf>,
-    /// Broker user name.
-    #[arg(long)]
-    username: Option<String>,
-    /// Broker password.
-    #[arg(long, requires = "username")]
-    password: Option<String>,
-}
-
-impl BrokerArgs {
-    /// The settings as an `[mqtt]` section, so that the daemon's option building is reused.
-    pub(super) fn mqtt_config(&self) -> Result<(MqttConfig, BrokerAddress), String> {
-        let address = BrokerAddress::parse(&self.broker)?;
-        let tls = (self.ca.is_some() || self.client_cert.is_some()).then(|| TlsConfig {
-            ca_file: self.ca.clone(),
-            cert_file: self.client_cert.clone(),
-            key_file: self.client_key.clone(),
-        });
-        let text = format!(
-            "broker = {:?}\ntopic_prefix = {:?}\nmax_packet_bytes = {}\n",
-            self.broker,
-            self.prefix,
-            16 * 1024 * 1024
-        );
-        let mut config: MqttConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
-        config.tls = tls;
-        config.username = self.username.clone();
-        config.password = self.password.clone();
-        Ok((config, address))
-    }
-}
 
 /// Arguments of `edgeinfer cmd`.
 #[derive(Args)]
@@ -108,20 +60,14 @@ pub(super) fn run(args: &CmdArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let command = Command {
-        id: format!("cmd-{}-{}", std::process::id(), now.as_micros()),
-        device: args.device.clone(),
-        command: args.name.clone(),
-        issued_at: now.as_secs(),
-        expires_at: now.as_secs() + args.ttl,
-        // Microseconds since the epoch: increasing for one operator without keeping state.
-        seq: now.as_micros() as u64,
-        args: command_args,
-    };
-    let envelope = Envelope::sign(&command, &key);
+    let (command, envelope) = operator::sign(
+        &key,
+        &args.device,
+        &args.name,
+        "cmd",
+        args.ttl,
+        command_args,
+    );
     let runtime = match super::build_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,

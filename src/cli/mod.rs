@@ -6,6 +6,8 @@ mod check_config;
 mod cmd;
 mod infer;
 mod keygen;
+mod operator;
+mod ota;
 mod outbox;
 mod print_default_config;
 mod record;
@@ -60,6 +62,9 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Send one signed command to a device over MQTT and print its result.
     Cmd(cmd::CmdArgs),
+    /// Model updates over MQTT: `ota push` sends a model to a device and follows it until the
+    /// device commits it (or rejects or rolls it back).
+    Ota(ota::OtaArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -77,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::BenchOutbox(args) => bench_outbox::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Cmd(args) => cmd::run(&args),
+        Command::Ota(args) => ota::run(&args),
     }
 }
 
