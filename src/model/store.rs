@@ -223,6 +223,9 @@ impl ModelStore {
                     at: unix_now(),
                 };
                 state.active = state.previous.take();
+                // Kept installed: a stop is not proof that the version is bad, and the operator
+                // may activate it again.
+                state.installed = Some(active);
                 state.trial = false;
                 state.last = Some(event.clone());
                 self.save(&config.id, &state)?;
@@ -426,6 +429,7 @@ mod tests {
             "interrupted trial serves the config"
         );
         assert_eq!(e.rolled_back.unwrap().code.as_deref(), Some("interrupted"));
+        assert_eq!(store.state("m").unwrap().installed, Some(v1.clone()));
 
         store.begin_trial(&cfg, &v1).unwrap();
         store.commit("m").unwrap();

@@ -49,6 +49,9 @@ pub struct Ota {
     verifying: Mutex<HashSet<String>>,
     /// Last update event per model, for the status.
     last: Mutex<BTreeMap<String, Event>>,
+    /// Transfers past verification, so that a sender that sends the manifest again is told
+    /// where its transfer stands instead of starting over.
+    finished: Mutex<Finished>,
     notices: mpsc::Sender<Notice>,
 }
 
@@ -87,6 +90,7 @@ impl Ota {
             transfers: Mutex::new(Transfers::open(&data_dir.join("ota"))),
             verifying: Mutex::new(HashSet::new()),
             last: Mutex::new(last),
+            finished: Mutex::new(Finished::open(data_dir.join("ota").join("finished.json"))),
             notices,
         }
     }
@@ -150,6 +154,9 @@ impl Ota {
         }
         if lock(&self.verifying).contains(&id) {
             return Progress::new(&id, Some(&model), State::Verifying);
+        }
+        if let Some(p) = lock(&self.finished).get(&id, &manifest.sha256) {
+            return p;
         }
         let free = crate::manage::system::disk(&self.data_dir).map(|d| d.free_bytes);
         let mut transfers = lock(&self.transfers);
@@ -259,7 +266,12 @@ impl Ota {
                 transfer::delete(&t.part().with_file_name(""));
                 lock(&ota.verifying).remove(&id);
                 match outcome {
-                    Ok(progress) => ota.notify(Notice::Progress(progress)),
+                    Ok(progress) => {
+                        if progress.state != State::Activated {
+                            lock(&ota.finished).put(&t.manifest.sha256, progress.clone());
+                        }
+                        ota.notify(Notice::Progress(progress))
+                    }
                     Err(r) => {
                         warn!(transfer = %id, model = %model, code = r.code, reason = %r.message, "Model transfer refused");
                         ota.notify(Notice::Progress(
@@ -314,8 +326,10 @@ impl Ota {
                 Ok(progress)
             }
             Activation::Active => {
-                self.start_trial(config, slot, &version, serving, Some(m.transfer.clone()))?;
                 progress.state = State::Activated;
+                // Recorded before the worker can report the trial's end.
+                lock(&self.finished).put(&version.sha256, progress.clone());
+                self.start_trial(config, slot, &version, serving, Some(m.transfer.clone()))?;
                 Ok(progress)
             }
         }
@@ -455,6 +469,18 @@ impl Ota {
                 p
             })
         };
+        let finished = |state: State, code: Option<(&str, &str)>| {
+            if let Some(t) = &event.transfer {
+                let mut f = lock(&self.finished);
+                if let Some(mut p) = f.entry(t) {
+                    p.state = state;
+                    if let Some((code, reason)) = code {
+                        p = p.because(code, reason);
+                    }
+                    f.update(t, p);
+                }
+            }
+        };
         match &event.kind {
             SlotEventKind::Applied => {}
             SlotEventKind::Committed { served, p50_us } => {
@@ -462,12 +488,14 @@ impl Ota {
                     error!(model = %event.model, error = %e, "Cannot record the committed model version");
                 }
                 info!(model = %event.model, version = %event.version, served, p50_us, "Model version committed");
+                finished(State::Committed, None);
                 notices.extend(progress(State::Committed).map(Notice::Progress));
             }
             SlotEventKind::RolledBack { code, reason } => {
                 if let Err(e) = self.store.roll_back(&event.model, code, reason) {
                     error!(model = %event.model, error = %e, "Cannot record the model rollback");
                 }
+                finished(State::RolledBack, Some((code, reason)));
                 notices.extend(
                     progress(State::RolledBack)
                         .map(|p| Notice::Progress(p.because(code, reason.clone()))),
@@ -477,6 +505,65 @@ impl Ota {
         self.remember(&event.model);
         notices.push(Notice::StatusChanged);
         notices
+    }
+}
+
+/// Transfers past verification, most recent last; a JSON file replaced atomically.
+struct Finished {
+    file: PathBuf,
+    /// (sha256, last progress), at most `FINISHED_KEPT`.
+    entries: Vec<(String, Progress)>,
+}
+
+/// Finished transfers remembered.
+const FINISHED_KEPT: usize = 32;
+
+impl Finished {
+    fn open(file: PathBuf) -> Self {
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Self { file, entries }
+    }
+
+    fn save(&self) {
+        let bytes = serde_json::to_vec_pretty(&self.entries).unwrap_or_default();
+        if let Err(e) = crate::manage::persist::write_atomically(&self.file, &bytes) {
+            warn!(path = %self.file.display(), error = %e, "Cannot record finished model transfers");
+        }
+    }
+
+    /// Where transfer `id` of the file `sha256` stands, if it finished.
+    fn get(&self, id: &str, sha256: &str) -> Option<Progress> {
+        self.entries
+            .iter()
+            .find(|(sha, p)| p.transfer == id && sha.eq_ignore_ascii_case(sha256))
+            .map(|(_, p)| p.clone())
+    }
+
+    fn entry(&self, id: &str) -> Option<Progress> {
+        self.entries
+            .iter()
+            .find(|(_, p)| p.transfer == id)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn put(&mut self, sha256: &str, progress: Progress) {
+        self.entries
+            .retain(|(_, p)| p.transfer != progress.transfer);
+        self.entries.push((sha256.to_ascii_lowercase(), progress));
+        if self.entries.len() > FINISHED_KEPT {
+            self.entries.remove(0);
+        }
+        self.save();
+    }
+
+    fn update(&mut self, id: &str, progress: Progress) {
+        if let Some(e) = self.entries.iter_mut().find(|(_, p)| p.transfer == id) {
+            e.1 = progress;
+            self.save();
+        }
     }
 }
 

@@ -160,6 +160,9 @@ impl Transfers {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
                 match reopen(&path) {
                     Ok(t) => {
                         info!(transfer = %t.manifest.transfer, model = %t.manifest.model, received = t.count, chunks = t.manifest.chunks(), "Model transfer resumes");
