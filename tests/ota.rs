@@ -259,12 +259,17 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with(remote_extra())
+    }
+
+    /// `extra` inside `[remote]`.
+    fn with(extra: &str) -> Rig {
         let broker = Broker::start();
         let dir = tempfile::tempdir().unwrap();
         let key = operator_key();
         let key_file = dir.path().join("op.key");
         std::fs::write(&key_file, edgeinfer::manage::auth::signing_key_text(&key)).unwrap();
-        let config = remote_config(dir.path(), &broker.url(), &key, 100.0, remote_extra());
+        let config = remote_config(dir.path(), &broker.url(), &key, 100.0, extra);
         let peer = Peer::connect(
             plain_options(broker.port, "watcher"),
             &[
@@ -666,4 +671,41 @@ fn a_shadow_run_reports_agreement_and_versions_are_switched_by_command() {
     let log = daemon.log();
     assert!(daemon.terminate(Duration::from_secs(10)).success(), "{log}");
     assert_no_gap(&rig.peer, &log);
+}
+
+#[test]
+fn a_trial_cut_short_by_a_crash_is_rolled_back_when_the_daemon_starts_again() {
+    // A trial that never ends by itself.
+    let rig = Rig::with("[remote.ota]\ntrial_predictions = 1000000\n");
+    let mut daemon = Daemon::start(&rig.config);
+    let v1 = sha(&repo("models/vibration.onnx"))[..12].to_string();
+    wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
+    let v2_file = test_model("vibration-v2.onnx");
+    let v2 = sha(&v2_file)[..12].to_string();
+    let out = push(
+        &rig.broker_args(),
+        &rig.key_file,
+        &v2_file,
+        &["--no-wait-commit"],
+    );
+    assert_eq!(final_state(&out)["state"], "activated", "{}", text(&out));
+    wait_status(&rig.peer, &daemon, "v2 on trial", |s| {
+        s["models"][0]["version"] == v2.as_str() && s["models"][0]["trial"] == true
+    });
+
+    daemon.kill();
+    let daemon = Daemon::start(&rig.config);
+    let status = wait_status(&rig.peer, &daemon, "v1 after the crash", |s| {
+        s["online"] == true && s["models"][0]["update"]["code"] == "interrupted"
+    });
+    assert_eq!(status["models"][0]["version"], v1.as_str(), "{status}");
+    assert!(daemon.log_contains("rolled back"), "{}", daemon.log());
+    // The version stays installed, so the operator can try it again.
+    let r = rig.command("list-models", json!({}));
+    assert_eq!(
+        r["result"]["versions"]["vibration"]["installed"]["sha256"],
+        sha(&v2_file).as_str(),
+        "{r}"
+    );
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
 }

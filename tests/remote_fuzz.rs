@@ -114,3 +114,81 @@ fn random_payloads_on_every_command_topic_are_answered_and_the_daemon_keeps_serv
     );
     assert!(daemon.terminate(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn random_messages_on_the_update_topics_are_refused_and_change_nothing() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = operator_key();
+    let config = remote_config(dir.path(), &broker.url(), &key, 20.0, "");
+    let daemon = Daemon::start(&config);
+    let peer = Peer::connect(
+        plain_options(broker.port, "fuzzer"),
+        &["edgeinfer/t1/ota/+/progress", "edgeinfer/t1/status"],
+    )
+    .unwrap();
+    let online = peer
+        .wait_json("edgeinfer/t1/status", Duration::from_secs(30), |v| {
+            v["online"] == true
+        })
+        .unwrap_or_else(|| panic!("{}", daemon.log()));
+
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let sent = std::cell::Cell::new(0usize);
+    let level = "[A-Za-z0-9_.-]{1,12}";
+    runner
+        .run(
+            &(0..3usize, level, "[0-9a-z-]{1,6}", payload()),
+            |(kind, transfer, n, bytes)| {
+                let topic = match kind {
+                    0 => format!("edgeinfer/t1/ota/{transfer}/manifest"),
+                    1 => format!("edgeinfer/t1/ota/{transfer}/chunk/{n}"),
+                    _ => format!("edgeinfer/t1/ota/{transfer}/end"),
+                };
+                peer.publish(&topic, bytes);
+                sent.set(sent.get() + 1);
+                Ok(())
+            },
+        )
+        .unwrap();
+    let sent = sent.get();
+    let answers = || {
+        peer.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with("/progress"))
+            .count()
+    };
+    // Every message is answered: a refused manifest, a chunk or an end of no known transfer.
+    assert!(
+        wait_until(Duration::from_secs(60), || answers() >= sent),
+        "{} answers for {sent} messages; log:\n{}",
+        answers(),
+        daemon.log()
+    );
+    for (topic, body) in peer.messages.lock().unwrap().iter() {
+        if topic.ends_with("/progress") {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert!(
+                v["state"] == "rejected" || v["state"] == "chunk_refused",
+                "a random message was taken: {v}"
+            );
+            assert!(v["code"].is_string(), "{v}");
+        }
+    }
+    // Nothing was staged or installed, and the model serving is the one it was.
+    let staged = std::fs::read_dir(dir.path().join("state/ota"))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0);
+    assert_eq!(staged, 0);
+    assert!(!dir.path().join("state/models").exists());
+    let last = peer.json_on("edgeinfer/t1/status").last().cloned().unwrap();
+    assert_eq!(last["models"][0]["version"], online["models"][0]["version"]);
+    assert!(daemon.log_contains("Prediction stored"));
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
+}
