@@ -1,0 +1,369 @@
+//! Antialiased bilinear resampling of an RGB window straight into the normalised input tensor.
+//!
+//! One output row at a time: a vertical pass sums the source rows the output row needs (only
+//! the columns the window's outputs read) into one row of f32 values; a horizontal pass filters
+//! that row into the output pixels, in the model's channel order; a last pass normalises them
+//! and writes them into the tensor (three planes, or interleaved). Nothing is rounded to 8 bits
+//! between the passes, and the working set is a few rows of the source and two short f32 rows.
+
+use super::weights::Axis;
+use super::Norm;
+use crate::config::Layout;
+use image::RgbImage;
+use std::mem::MaybeUninit;
+
+/// Weight tables and row buffers, kept from frame to frame.
+#[derive(Debug, Default)]
+pub(super) struct Resampler {
+    /// Tables for the last frame's geometry.
+    plan: Option<Plan>,
+    /// The vertical pass's output: the window's columns, interleaved RGB, then zero padding that
+    /// the horizontal pass may read with zero weights.
+    columns: Vec<f32>,
+    /// The horizontal pass's output: one output row, interleaved in the model's channel order,
+    /// plus room that the SIMD pass may write past the last pixel.
+    row: Vec<f32>,
+}
+
+/// What resampling one geometry (source size, window, output size) takes.
+#[derive(Debug)]
+struct Plan {
+    key: Key,
+    rows: Axis,
+    cols: Axis,
+    /// The column starts and weights as the AVX2 pass reads them, two output pixels at a time
+    /// (an odd row's last pixel repeated): per pair `(a, b)` and tap, the 8 lanes
+    /// `[a, a, a, a, b, b, b, b]`.
+    #[cfg(target_arch = "x86_64")]
+    paired: (Vec<usize>, Vec<f32>),
+}
+
+/// Source size, window and output size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Key {
+    source: (u32, u32),
+    window: [f64; 4],
+    output: (u32, u32),
+}
+
+impl Plan {
+    fn new(key: Key) -> Self {
+        let [left, top, w, h] = key.window;
+        let (sw, sh) = key.source;
+        let (ow, oh) = key.output;
+        let rows = Axis::new(sh as usize, top, top + h, oh as usize, 1);
+        let cols = Axis::new(sw as usize, left, left + w, ow as usize, 1);
+        #[cfg(target_arch = "x86_64")]
+        let paired = {
+            let mut starts = cols.starts.clone();
+            if starts.len() % 2 == 1 {
+                starts.push(*starts.last().unwrap_or(&0));
+            }
+            let weights = (0..starts.len() / 2)
+                .flat_map(|q| {
+                    let (a, b) = (2 * q, (2 * q + 1).min(cols.starts.len() - 1));
+                    let cols = &cols;
+                    (0..cols.taps).flat_map(move |j| {
+                        let (wa, wb) = (
+                            cols.weights[a * cols.taps + j],
+                            cols.weights[b * cols.taps + j],
+                        );
+                        [wa, wa, wa, wa, wb, wb, wb, wb]
+                    })
+                })
+                .collect();
+            (starts, weights)
+        };
+        Plan {
+            key,
+            rows,
+            cols,
+            #[cfg(target_arch = "x86_64")]
+            paired,
+        }
+    }
+}
+
+/// Which kernels to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernels {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernels {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Kernels::Avx2;
+        }
+        Kernels::Scalar
+    }
+}
+
+impl Resampler {
+    /// Resamples the `[left, top, width, height]` window of `img` (inside the image, not empty)
+    /// to `width × height`, normalises, and writes every value of `out` in `layout`.
+    pub fn run(
+        &mut self,
+        img: &RgbImage,
+        window: [f64; 4],
+        (width, height): (u32, u32),
+        norm: &Norm,
+        layout: Layout,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        self.run_with(
+            Kernels::detect(),
+            img,
+            window,
+            (width, height),
+            norm,
+            layout,
+            out,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(
+        &mut self,
+        kernels: Kernels,
+        img: &RgbImage,
+        window: [f64; 4],
+        (width, height): (u32, u32),
+        norm: &Norm,
+        layout: Layout,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let key = Key {
+            source: img.dimensions(),
+            window,
+            output: (width, height),
+        };
+        if self.plan.as_ref().is_none_or(|p| p.key != key) {
+            let plan = Plan::new(key);
+            self.columns.clear();
+            self.columns
+                .resize((plan.cols.span + plan.cols.taps) * 3 + 8, 0.0);
+            self.row.clear();
+            // Room for an odd row's repeated last pixel and two spare values.
+            self.row.resize(3 * (width as usize + 1) + 2, 0.0);
+            self.plan = Some(plan);
+        }
+        let Some(plan) = &self.plan else { return };
+        let (width, height) = (width as usize, height as usize);
+        assert_eq!(out.len(), 3 * width * height);
+        let src = img.as_raw().as_slice();
+        let stride = 3 * img.width() as usize;
+        let x0 = 3 * plan.cols.first;
+        let n = 3 * plan.cols.span;
+        for y in 0..height {
+            let row0 = plan.rows.first + plan.rows.starts[y];
+            let weights = plan.rows.of(y);
+            let columns = &mut self.columns[..n];
+            let row = &mut self.row;
+            match kernels {
+                Kernels::Scalar => {
+                    vertical(src, stride, row0, weights, x0, columns);
+                    horizontal(&self.columns, &plan.cols, norm.order, row);
+                    match layout {
+                        Layout::Nchw => write_nchw(row, norm, out, y, width),
+                        Layout::Nhwc => write_nhwc(row, norm, out, y, width),
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Kernels::detect` found AVX2 and FMA (tests pick these kernels only
+                // where it does). The kernels check the lengths they rely on.
+                Kernels::Avx2 => unsafe {
+                    super::avx2::vertical(src, stride, row0, weights, x0, columns);
+                    super::avx2::horizontal(
+                        &self.columns,
+                        &plan.paired.0,
+                        &plan.paired.1,
+                        plan.cols.taps,
+                        norm.order,
+                        row,
+                    );
+                    match layout {
+                        Layout::Nchw => super::avx2::write_nchw(row, norm, out, y, width),
+                        Layout::Nhwc => super::avx2::write_nhwc(row, norm, out, y, width),
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Vertical pass: `out[i] = Σ_k weights[k] · src[(row0 + k) · stride + x0 + i]`.
+fn vertical(src: &[u8], stride: usize, row0: usize, weights: &[f32], x0: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    let n = out.len();
+    for (k, &w) in weights.iter().enumerate() {
+        let line = &src[(row0 + k) * stride + x0..][..n];
+        for (o, &v) in out.iter_mut().zip(line) {
+            *o += v as f32 * w;
+        }
+    }
+}
+
+/// Horizontal pass: each output pixel of the row from the vertical pass's values, in the
+/// model's channel order (`order[k]` is the source channel of model channel `k`).
+fn horizontal(columns: &[f32], cols: &Axis, order: [usize; 3], row: &mut [f32]) {
+    let width = cols.starts.len();
+    for (x, px) in row[..3 * width].chunks_exact_mut(3).enumerate() {
+        let from = &columns[3 * cols.starts[x]..];
+        let weights = cols.of(x);
+        for (k, v) in px.iter_mut().enumerate() {
+            let c = order[k];
+            *v = weights
+                .iter()
+                .enumerate()
+                .fold(0.0, |acc, (j, &w)| acc + from[3 * j + c] * w);
+        }
+    }
+}
+
+/// Normalises output row `y` (`row`: interleaved, model channel order) into three planes.
+pub(super) fn write_nchw(
+    row: &[f32],
+    norm: &Norm,
+    out: &mut [MaybeUninit<f32>],
+    y: usize,
+    width: usize,
+) {
+    write_nchw_from(0, row, norm, out, y, width);
+}
+
+/// [`write_nchw`] for the pixels from `x0` on.
+pub(super) fn write_nchw_from(
+    x0: usize,
+    row: &[f32],
+    norm: &Norm,
+    out: &mut [MaybeUninit<f32>],
+    y: usize,
+    width: usize,
+) {
+    let plane = out.len() / 3;
+    for k in 0..3 {
+        let dst = &mut out[k * plane + y * width..][..width];
+        for x in x0..width {
+            dst[x].write(row[3 * x + k] * norm.scale[k] + norm.bias[k]);
+        }
+    }
+}
+
+/// Normalises output row `y` (`row`: interleaved, model channel order) into interleaved values.
+pub(super) fn write_nhwc(
+    row: &[f32],
+    norm: &Norm,
+    out: &mut [MaybeUninit<f32>],
+    y: usize,
+    width: usize,
+) {
+    write_nhwc_from(0, row, norm, out, y, width);
+}
+
+/// [`write_nhwc`] for the values from `i0` on (of `3 · width`).
+pub(super) fn write_nhwc_from(
+    i0: usize,
+    row: &[f32],
+    norm: &Norm,
+    out: &mut [MaybeUninit<f32>],
+    y: usize,
+    width: usize,
+) {
+    let dst = &mut out[3 * width * y..][..3 * width];
+    for i in i0..3 * width {
+        dst[i].write(row[i] * norm.scale[i % 3] + norm.bias[i % 3]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{case_cfg, noise, reference, steps_apart, CASES, STEP_BOUND};
+    use super::super::{channel_order, crop_window};
+    use super::*;
+    use crate::config::ChannelOrder;
+
+    /// Runs `r` (a fresh resampler if `None`) with `kernels` on one case.
+    fn run(
+        kernels: Kernels,
+        r: Option<&mut Resampler>,
+        img: &RgbImage,
+        cfg: &crate::config::ImagePreprocess,
+        (w, h): (u32, u32),
+    ) -> Vec<f32> {
+        let order = channel_order(cfg.channel_order);
+        let norm = Norm {
+            order,
+            scale: order.map(|c| 1.0 / (255.0 * cfg.std[c])),
+            bias: order.map(|c| -cfg.mean[c] / cfg.std[c]),
+        };
+        let mut out = vec![MaybeUninit::new(f32::NAN); 3 * (w * h) as usize];
+        r.unwrap_or(&mut Resampler::default()).run_with(
+            kernels,
+            img,
+            crop_window(img, cfg),
+            (w, h),
+            &norm,
+            cfg.layout,
+            &mut out,
+        );
+        // SAFETY: initialised above.
+        out.iter().map(|v| unsafe { v.assume_init() }).collect()
+    }
+
+    #[test]
+    fn every_kernel_set_is_within_one_step_of_fast_image_resize_and_they_agree() {
+        let mut kernels = vec![Kernels::Scalar];
+        if Kernels::detect() != Kernels::Scalar {
+            kernels.push(Kernels::detect());
+        }
+        for (n, (resize, crop, w, h, sw, sh)) in CASES.into_iter().enumerate() {
+            let img = noise(sw, sh, 100 + n as u32);
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                for order in [ChannelOrder::Rgb, ChannelOrder::Bgr] {
+                    let cfg = case_cfg(resize, crop, layout, order);
+                    let size = (w as u32, h as u32);
+                    let expected = reference(&img, &cfg, size.0, size.1);
+                    let scalar = run(Kernels::Scalar, None, &img, &cfg, size);
+                    for &k in &kernels {
+                        let ours = run(k, None, &img, &cfg, size);
+                        assert!(
+                            ours.iter().all(|v| v.is_finite()),
+                            "{k:?}: unwritten values"
+                        );
+                        let steps = steps_apart(&ours, &expected, &cfg);
+                        assert!(
+                            steps <= STEP_BOUND,
+                            "{k:?} {resize:?} {crop:?} {w}x{h} from {sw}x{sh}: {steps}"
+                        );
+                        // The SIMD kernels round fused multiply-adds once; the scalar code
+                        // rounds twice.
+                        let diff = steps_apart(&ours, &scalar, &cfg);
+                        assert!(diff <= 1e-3, "{k:?} against scalar: {diff} steps");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_of_another_size_gets_new_tables() {
+        let cfg = case_cfg(
+            Some([256, 256]),
+            Some([224, 224]),
+            Layout::Nhwc,
+            ChannelOrder::Bgr,
+        );
+        let mut kept = Resampler::default();
+        for (sw, sh) in [(640, 480), (320, 200), (641, 481), (640, 480)] {
+            let img = noise(sw, sh, sw);
+            let k = Kernels::detect();
+            let ours = run(k, Some(&mut kept), &img, &cfg, (24, 16));
+            assert_eq!(ours, run(k, None, &img, &cfg, (24, 16)), "{sw}x{sh}");
+        }
+    }
+}
