@@ -491,14 +491,21 @@ fn a_full_disk_is_survived_and_storing_resumes_when_space_returns() {
         "{}",
         daemon.log()
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // It keeps writing until the disk is full again (too full for sled's next write, which may
+    // leave less than a segment free); a restart on the full disk still runs.
+    let full_again = || {
+        let log = daemon.log();
+        log.find("Outbox writable again")
+            .is_some_and(|at| log[at..].contains("Outbox write failed"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), full_again),
+        "the disk never filled again:\n{}",
+        daemon.log()
+    );
     let log = daemon.log();
     let status = daemon.terminate(Duration::from_secs(20));
     assert!(status.success(), "{log}");
-    // It keeps writing until the disk is full again; a restart on the full disk still runs.
-    assert!(wait_until(Duration::from_secs(30), || {
-        std::fs::write(mount.path().join("probe"), vec![0u8; 64 << 10]).is_err()
-    }));
     let daemon = Daemon::start_with_env(&config, &[("RUST_LOG", OsStr::new("edgeinfer=info"))]);
     assert!(
         wait_until(Duration::from_secs(30), || daemon.log_contains("Running")),

@@ -30,6 +30,13 @@ pub struct BenchOutboxArgs {
     /// Bytes of each record's JSON (a classifier prediction is about 350).
     #[arg(long, default_value_t = 350)]
     record_bytes: usize,
+    /// Pad records with random characters instead of making them like predictions: the worst
+    /// case for the outbox's compression.
+    #[arg(long)]
+    incompressible: bool,
+    /// Store without compression (`compression = false`).
+    #[arg(long)]
+    no_compression: bool,
     /// A broker to measure the drain rate against (e.g. mqtt://127.0.0.1:1883); skipped without.
     #[arg(long)]
     broker: Option<String>,
@@ -45,6 +52,9 @@ pub struct BenchOutboxArgs {
     /// `rotate_bytes` for the churn measurement (default: the outbox default for the cap).
     #[arg(long)]
     churn_rotate_bytes: Option<u64>,
+    /// `cache_bytes` for the churn measurement (default: the outbox default).
+    #[arg(long)]
+    churn_cache_bytes: Option<u64>,
 }
 
 pub(super) fn run(args: &BenchOutboxArgs) -> ExitCode {
@@ -58,11 +68,18 @@ pub(super) fn run(args: &BenchOutboxArgs) -> ExitCode {
 }
 
 fn bench(args: &BenchOutboxArgs) -> anyhow::Result<()> {
-    let record = sample_record(args.record_bytes);
+    NO_COMPRESSION.store(args.no_compression, std::sync::atomic::Ordering::Relaxed);
+    let records = sample_records(args.record_bytes, args.incompressible);
+    let record = &records[..];
+    let mean = records.iter().map(Vec::len).sum::<usize>() / records.len();
     println!(
-        "outbox bench in {} ({}-byte records)",
+        "outbox bench in {} ({mean}-byte records{})",
         args.dir.display(),
-        record.len()
+        if args.incompressible {
+            ", random padding"
+        } else {
+            ""
+        }
     );
     println!("\nappend rate (records/s), against plain file appends with the same fsync pattern:");
     println!(
@@ -73,8 +90,8 @@ fn bench(args: &BenchOutboxArgs) -> anyhow::Result<()> {
         (Durability::Batch, args.records),
         (Durability::EveryRecord, args.every_record_records),
     ] {
-        let outbox = append_rate(&args.dir, durability, n, &record)?;
-        let file = file_rate(&args.dir, durability, n, &record)?;
+        let outbox = append_rate(&args.dir, durability, n, record)?;
+        let file = file_rate(&args.dir, durability, n, record)?;
         println!(
             "{:<14} {:>9} {:>12.0} {:>12.0} {:>7.2}",
             format!("{durability:?}"),
@@ -95,25 +112,97 @@ fn bench(args: &BenchOutboxArgs) -> anyhow::Result<()> {
         );
         let mut single = None;
         for batch in [1usize, 16, 64] {
-            let (rate, secs) = drain_rate(&args.dir, broker, batch, args.drain_records, &record)?;
+            let (rate, secs) = drain_rate(&args.dir, broker, batch, args.drain_records, record)?;
             let ratio = single.map_or(String::new(), |s: f64| format!("  ×{:.1}", rate / s));
             single.get_or_insert(rate);
             println!("{batch:<14} {rate:>12.0} {secs:>10.2}{ratio}");
         }
     }
     if args.churn > 0 {
-        churn(&args.dir, args, &record)?;
+        churn(&args.dir, args, record)?;
     }
     let _ = std::fs::remove_dir_all(&args.dir);
     Ok(())
 }
 
-/// A prediction-like JSON object of about `bytes` bytes.
-fn sample_record(bytes: usize) -> Vec<u8> {
-    let base = r#"{"id":"bench-0","device":"bench","sensor":"s","model":"m","model_version":"0123456789ab","frame_seq":0,"captured_at":"2026-01-01T00:00:00.000000Z","inferred_at":"2026-01-01T00:00:00.001000Z","latency_us":100,"historical":false,"result":{"top":[{"label":"a","score":0.9}]},"pad":""}"#;
-    let pad = bytes.saturating_sub(base.len());
-    base.replace(r#""pad":"""#, &format!(r#""pad":"{}""#, "x".repeat(pad)))
-        .into_bytes()
+/// Distinct records the benches cycle through.
+const POOL: usize = 4096;
+
+/// Prediction-like JSON objects of about `bytes` bytes: a classifier's top labels with scores,
+/// timestamps, latency and ids that differ from record to record as real ones do. With
+/// `incompressible`, padded with random characters to `bytes` instead.
+fn sample_records(bytes: usize, incompressible: bool) -> Vec<Vec<u8>> {
+    const LABELS: [&str; 16] = [
+        "tabby cat",
+        "tiger cat",
+        "Egyptian cat",
+        "golden retriever",
+        "Labrador retriever",
+        "beagle",
+        "pickup truck",
+        "minivan",
+        "sports car",
+        "mountain bike",
+        "traffic light",
+        "street sign",
+        "park bench",
+        "shopping cart",
+        "forklift",
+        "wheelbarrow",
+    ];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    (0..POOL as u64)
+        .map(|i| {
+            let at = 1_767_225_600_000_000 + i * 100_000 + next() % 1000;
+            let latency = 8_000 + next() % 7_000;
+            let mut json = format!(
+                r#"{{"id":"bench-{i}","device":"bench","sensor":"cam0","model":"mobilenet_v2","model_version":"3f2a9c1e0b7d","frame_seq":{i},"captured_at":"{}","inferred_at":"{}","latency_us":{latency},"historical":false,"result":{{"top":["#,
+                timestamp(at),
+                timestamp(at + latency),
+            );
+            if incompressible {
+                json.push_str("]},\"pad\":\"");
+                while json.len() + 2 < bytes {
+                    // Printable ASCII except the quote and the backslash.
+                    let c = (0x23 + next() % 0x39) as u8;
+                    json.push(if c == b'\\' { '!' } else { c as char });
+                }
+                json.push_str("\"}");
+            } else {
+                let mut first = true;
+                while json.len() + 4 < bytes || first {
+                    if !first {
+                        json.push(',');
+                    }
+                    first = false;
+                    let label = LABELS[(next() % LABELS.len() as u64) as usize];
+                    let score = next() % 10_000;
+                    json.push_str(&format!(r#"{{"label":"{label}","score":0.{score:04}}}"#));
+                }
+                json.push_str("]}}");
+            }
+            json.into_bytes()
+        })
+        .collect()
+}
+
+/// RFC 3339 UTC time of `us` microseconds since the epoch.
+fn timestamp(us: u64) -> String {
+    let (secs, us) = (us / 1_000_000, us % 1_000_000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    format!(
+        "2026-01-{:02}T{:02}:{:02}:{:02}.{us:06}Z",
+        1 + days % 28,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 fn fresh(dir: &Path) -> anyhow::Result<()> {
@@ -125,31 +214,45 @@ fn config(durability: Durability, max_bytes: u64) -> OutboxConfig {
     OutboxConfig {
         durability,
         max_bytes,
+        compression: !NO_COMPRESSION.load(std::sync::atomic::Ordering::Relaxed),
         ..OutboxConfig::default()
     }
 }
 
+/// `--no-compression`, for every outbox the bench opens.
+static NO_COMPRESSION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Records per second into the outbox, including the final flush.
-fn append_rate(dir: &Path, durability: Durability, n: u64, record: &[u8]) -> anyhow::Result<f64> {
+fn append_rate(
+    dir: &Path,
+    durability: Durability,
+    n: u64,
+    records: &[Vec<u8>],
+) -> anyhow::Result<f64> {
     fresh(dir)?;
     let outbox = Outbox::open(&dir.join("outbox"), &config(durability, 1 << 40))?;
     let started = Instant::now();
-    for _ in 0..n {
-        outbox.append("s", |_| record.to_vec())?;
+    for i in 0..n {
+        outbox.append("s", |_| records[i as usize % POOL].clone())?;
     }
     outbox.flush()?;
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Records per second appended to a plain file: fsync per record, or every `flush_interval_ms`.
-fn file_rate(dir: &Path, durability: Durability, n: u64, record: &[u8]) -> anyhow::Result<f64> {
+fn file_rate(
+    dir: &Path,
+    durability: Durability,
+    n: u64,
+    records: &[Vec<u8>],
+) -> anyhow::Result<f64> {
     fresh(dir)?;
     let mut f = std::fs::File::create(dir.join("plain.log"))?;
     let interval = Duration::from_millis(OutboxConfig::default().flush_interval_ms);
     let started = Instant::now();
     let mut last_sync = Instant::now();
-    for _ in 0..n {
-        f.write_all(record)?;
+    for i in 0..n {
+        f.write_all(&records[i as usize % POOL])?;
         f.write_all(b"\n")?;
         if durability == Durability::EveryRecord || last_sync.elapsed() >= interval {
             f.sync_data()?;
@@ -166,15 +269,15 @@ fn drain_rate(
     broker: &str,
     batch: usize,
     n: u64,
-    record: &[u8],
+    records: &[Vec<u8>],
 ) -> anyhow::Result<(f64, f64)> {
     fresh(dir)?;
     let outbox = Arc::new(Outbox::open(
         &dir.join("outbox"),
         &config(Durability::Batch, 1 << 40),
     )?);
-    for _ in 0..n {
-        outbox.append("s", |_| record.to_vec())?;
+    for i in 0..n {
+        outbox.append("s", |_| records[i as usize % POOL].clone())?;
     }
     outbox.flush()?;
     let mqtt: MqttConfig = toml::from_str(&format!(
@@ -209,15 +312,17 @@ fn drain_rate(
 /// Pushes `n` records through an outbox at its cap, half of the time as a full outbox dropping
 /// its oldest, half as a connected one whose records are acknowledged a little later; prints the
 /// directory size and RSS along the way.
-fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()> {
+fn churn(dir: &Path, args: &BenchOutboxArgs, records: &[Vec<u8>]) -> anyhow::Result<()> {
     let (n, cap) = (args.churn, args.churn_cap);
     fresh(dir)?;
     let path = dir.join("outbox");
     let config = OutboxConfig {
-        max_bytes: cap,
         when_full: WhenFull::DropOldest,
         rotate_bytes: args.churn_rotate_bytes,
-        ..OutboxConfig::default()
+        cache_bytes: args
+            .churn_cache_bytes
+            .unwrap_or(OutboxConfig::default().cache_bytes),
+        ..config(Durability::Batch, cap)
     };
     let outbox = Outbox::open(&path, &config)?;
     println!(
@@ -226,15 +331,17 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()
         config.rotate_bytes() as f64 / 1048576.0
     );
     println!(
-        "{:>10} {:>10} {:>12} {:>10} {:>6} {:>9}",
-        "records", "stored", "disk MiB", "disk/cap", "gens", "RSS MiB"
+        "{:>10} {:>10} {:>12} {:>10} {:>6} {:>9} {:>10}",
+        "records", "stored", "disk MiB", "disk/cap", "gens", "RSS MiB", "heap MiB"
     );
     let every = (n / 20).max(1);
     let mut cursor = Cursor::all();
     let (mut max_disk, mut min_rss, mut max_rss) = (0u64, u64::MAX, 0u64);
+    // RSS once the backlog has drained (the last 40%).
+    let (mut min_drained, mut max_drained) = (u64::MAX, 0u64);
     let started = Instant::now();
     for i in 1..=n {
-        outbox.append("s", |_| record.to_vec())?;
+        outbox.append("s", |_| records[i as usize % POOL].clone())?;
         if i > n / 2 {
             // Two acks per record until the backlog is down to 1000, then one.
             let acks = if outbox.records() > 1000 { 2 } else { 1 };
@@ -254,20 +361,38 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, record: &[u8]) -> anyhow::Result<()
                 min_rss = min_rss.min(rss);
             }
             max_rss = max_rss.max(rss);
+            if i > n / 10 * 6 {
+                min_drained = min_drained.min(rss);
+                max_drained = max_drained.max(rss);
+            }
             println!(
-                "{i:>10} {:>10} {:>12.1} {:>10.2} {:>6} {:>9}",
+                "{i:>10} {:>10} {:>12.1} {:>10.2} {:>6} {:>9} {:>10}",
                 s.records,
                 disk as f64 / 1048576.0,
                 disk as f64 / cap as f64,
                 s.generations,
-                rss
+                rss,
+                heap_in_use().map_or("-".into(), |b| (b >> 20).to_string())
             );
         }
     }
     println!(
-        "largest directory {:.2}× the cap; RSS {min_rss}–{max_rss} MiB after the first 10%; {:.0} records/s",
+        "largest directory {:.2}× the cap; RSS {min_rss}–{max_rss} MiB after the first 10%, {min_drained}–{max_drained} MiB once drained; {:.0} records/s",
         max_disk as f64 / cap as f64,
         n as f64 / started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Bytes the allocator has handed out and not had back (RSS minus this is memory it keeps free
+/// for reuse), where glibc tells.
+fn heap_in_use() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
 }

@@ -12,9 +12,9 @@ pub struct OutboxConfig {
     /// With `durability = "batch"`: the longest a stored prediction waits for its fsync, and so the
     /// most a power failure can lose.
     pub flush_interval_ms: u64,
-    /// Cap on the stored records' bytes (keys + values). 64 MiB by default: days of predictions at a
-    /// few per second, small beside a Pi's SD card. The directory on disk stays within about 2× this
-    /// (see `rotate_bytes`).
+    /// Cap on the stored records' bytes (keys + values, before compression). 64 MiB by default: days
+    /// of predictions at a few per second, small beside a Pi's SD card. The directory on disk never
+    /// exceeds 2× this: past that the oldest generation is dropped whole.
     pub max_bytes: u64,
     /// Records older than this many seconds are deleted undelivered (counted as `expired`);
     /// 0 keeps them until delivered or pushed out by the cap.
@@ -23,13 +23,20 @@ pub struct OutboxConfig {
     pub when_full: WhenFull,
     /// With `when_full = "thin"`: each thinning pass keeps every k-th record of each sensor.
     pub thin_factor: u64,
-    /// Records are written to one generation (a sled database of its own) until its files reach
-    /// this size; then a new one starts, and a generation is deleted whole once drained. This is what
-    /// bounds the directory: sled reclaims the space of deleted records only partly. Default: half
-    /// of `max_bytes` (each open generation costs memory, so fewer, larger ones).
+    /// Records are written to one generation (a sled database of its own) until this many bytes of
+    /// records were written to it or its files reach this size; then a new one starts, and a
+    /// generation is deleted whole once drained. This is what bounds the directory: sled reclaims
+    /// the space of deleted records only partly. Default: an eighth of `max_bytes` (only the
+    /// generations in use are open, so many small ones cost no memory, and a generation dropped at
+    /// the directory bound loses less).
     pub rotate_bytes: Option<u64>,
-    /// sled page cache per generation; sled's own default (1 GiB) is far too much for a small board.
+    /// sled page cache of the whole outbox, split among the open generations (half for the newest,
+    /// a quarter each for at most two older ones); sled's own default (1 GiB per database) is far
+    /// too much for a small board.
     pub cache_bytes: u64,
+    /// Compress what sled writes (zstd): JSON predictions take a fraction of the disk. Applies to
+    /// generations started from now on; existing ones keep the setting they were created with.
+    pub compression: bool,
 }
 
 impl Default for OutboxConfig {
@@ -43,6 +50,7 @@ impl Default for OutboxConfig {
             thin_factor: 2,
             rotate_bytes: None,
             cache_bytes: 4 * 1024 * 1024,
+            compression: true,
         }
     }
 }
@@ -51,7 +59,7 @@ impl OutboxConfig {
     /// The generation size limit in effect.
     pub fn rotate_bytes(&self) -> u64 {
         self.rotate_bytes
-            .unwrap_or(self.max_bytes / 2)
+            .unwrap_or(self.max_bytes / 8)
             .max(MIN_ROTATE_BYTES)
     }
 }

@@ -1,6 +1,7 @@
 //! The outbox's background thread: with `durability = "batch"` it fsyncs what was written at most
 //! `flush_interval_ms` ago; in any mode it saves the counters, deletes drained generations, expires
-//! records past their TTL and starts a new generation when the newest is full.
+//! records past their TTL, starts a new generation when the newest is full and closes the older
+//! generations no longer in use.
 
 use super::{Inner, Shared};
 use crate::config::Durability;
@@ -63,15 +64,16 @@ fn flush_batch(s: &Shared) {
             return;
         }
         inner.dirty = false;
-        let dbs: Vec<sled::Db> = inner.gens.values().map(|g| g.db.clone()).collect();
+        let dbs = inner.gens.open_dbs();
         (dbs, inner.last_stored)
     };
-    for db in dbs {
-        if let Err(e) = db.flush() {
-            warn!(error = %e, "Outbox flush failed; retrying");
-            s.lock().dirty = true;
-            return;
-        }
+    // Each handle is dropped before the lock is taken again: a generation closed meanwhile can
+    // be opened again only once nothing holds it.
+    let failed = dbs.into_iter().find_map(|db| db.flush().err());
+    if let Some(e) = failed {
+        warn!(error = %e, "Outbox flush failed; retrying");
+        s.lock().dirty = true;
+        return;
     }
     let mut inner = s.lock();
     if upto > inner.last_durable {
@@ -84,23 +86,28 @@ fn flush_batch(s: &Shared) {
 
 fn housekeeping(s: &Shared) {
     let mut inner = s.lock();
-    remove_drained(&mut inner);
+    let removed = remove_drained(&mut inner);
     match super::reader::sweep_expired(s, &mut inner) {
         Ok(0) => {}
         Ok(n) => debug!(expired = n, "Expired outbox records deleted"),
         Err(e) => warn!(error = %e, "Cannot expire outbox records"),
     }
     s.rotate_if_due(&mut inner);
+    let closed = inner.gens.close_idle();
     if inner.state_dirty {
         if let Err(e) = s.save_state(&mut inner) {
             warn!(error = %e, "Cannot save outbox counters");
         }
     }
+    drop(inner);
+    if removed || closed {
+        return_freed_memory();
+    }
 }
 
-/// Deletes every generation but the newest that has no records left.
-fn remove_drained(inner: &mut Inner) {
-    let newest = inner.gens.keys().next_back().copied();
+/// Deletes every generation but the newest that has no records left; true if any was.
+fn remove_drained(inner: &mut Inner) -> bool {
+    let newest = inner.gens.newest();
     let drained: Vec<u64> = inner
         .gens
         .iter()
@@ -109,7 +116,7 @@ fn remove_drained(inner: &mut Inner) {
         .collect();
     let any = !drained.is_empty();
     for first in drained {
-        if let Some(g) = inner.gens.remove(&first) {
+        if let Some(g) = inner.gens.remove(first) {
             let dir = g.dir.clone();
             drop(g);
             match std::fs::remove_dir_all(&dir) {
@@ -120,12 +127,10 @@ fn remove_drained(inner: &mut Inner) {
             }
         }
     }
-    if any {
-        return_freed_memory();
-    }
+    any
 }
 
-/// A closed generation frees its page cache, but glibc keeps freed memory in its arenas; hand it
+/// A closed or deleted generation frees its memory, but glibc keeps freed memory in its arenas; hand it
 /// back so the daemon's RSS goes down again after a backlog has drained.
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -5,8 +5,13 @@
 //! sled's space back for sure: under insert-then-delete it reclaims only part of it by itself.
 //!
 //! Keys are `[priority u8][seq u64 BE]`, so a range scan yields one priority's records oldest first.
+//!
+//! A generation's counts (records, bytes, records per priority) are kept in memory whether or not
+//! its database is open: an open sled database costs memory (page cache, page table, I/O
+//! buffers), so only the generations in use are kept open (see [`super::generations`]).
 
 use super::envelope::{self, Envelope};
+use super::PRIORITIES;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -79,15 +84,44 @@ pub(super) struct Contents {
     pub damaged: u64,
 }
 
-/// An open generation.
+/// How a generation's sled database is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DbSettings {
+    /// sled page cache of this database.
+    pub cache_bytes: u64,
+    /// zstd compression of what sled writes, for a new generation (an existing one keeps the
+    /// setting it was created with: sled cannot change it).
+    pub compression: bool,
+}
+
+/// How long a reopen waits for a closed generation's file lock, in milliseconds.
+const LOCK_WAIT_MS: u32 = 10_000;
+
+/// zstd level of compressed generations: the fastest, since records are small JSON that
+/// compresses well at any level.
+const COMPRESSION_LEVEL: i32 = 1;
+
+/// The sled database of an open generation.
+struct OpenDb {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+/// A generation: its counts are always known, its database is open only while in use.
 pub(super) struct Generation {
     pub dir: PathBuf,
-    pub db: sled::Db,
-    pub tree: sled::Tree,
+    db: Option<OpenDb>,
     /// Records in it.
     pub records: u64,
     /// Their bytes (keys + values).
     pub bytes: u64,
+    /// Records in it per priority, so that readers skip generations without any of a priority
+    /// without opening them.
+    pub by_priority: [u64; PRIORITIES as usize],
+    /// Bytes of records written to it since it was opened (all it holds, at the first open).
+    pub written: u64,
+    /// Size of its files when it was closed.
+    closed_disk_bytes: u64,
 }
 
 impl Generation {
@@ -96,40 +130,21 @@ impl Generation {
     ///
     /// `create` starts a new one, which gets a header; an existing one without its header is
     /// refused, because sled opens a file it cannot make sense of as an empty database.
-    pub fn open(dir: &Path, cache_bytes: u64, create: bool) -> Result<(Self, Contents), OpenError> {
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            Self::open_inner(dir, cache_bytes, create)
-        }));
-        match opened {
-            Ok(r) => r,
-            Err(panic) => Err(OpenError::damaged(
-                panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .map_or_else(
-                        || "sled panicked".to_string(),
-                        |m| format!("sled panicked: {m}"),
-                    ),
-            )),
-        }
+    pub fn open(
+        dir: &Path,
+        settings: DbSettings,
+        create: bool,
+    ) -> Result<(Self, Contents), OpenError> {
+        catch_panic(|| Self::open_inner(dir, settings, create))
     }
 
     fn open_inner(
         dir: &Path,
-        cache_bytes: u64,
+        settings: DbSettings,
         create: bool,
     ) -> Result<(Self, Contents), OpenError> {
-        let e = |e: sled::Error| OpenError {
-            damaged: !matches!(e, sled::Error::Io(_)),
-            reason: e.to_string(),
-        };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()
-            .map_err(e)?;
+        let e = sled_error;
+        let db = open_db(dir, settings)?;
         let header = db.open_tree("generation").map_err(e)?;
         if create {
             header.insert(HEADER_KEY, &[1u8][..]).map_err(e)?;
@@ -142,10 +157,11 @@ impl Generation {
         let tree = db.open_tree("records").map_err(e)?;
         let mut contents = Contents::default();
         let (mut records, mut bytes) = (0u64, 0u64);
+        let mut by_priority = [0u64; PRIORITIES as usize];
         let mut damaged = Vec::new();
         for item in tree.iter() {
             let (k, v) = item.map_err(e)?;
-            let Some((_, seq)) = parse_key(&k) else {
+            let Some((priority, seq)) = parse_key(&k).filter(|(p, _)| *p < PRIORITIES) else {
                 damaged.push(k);
                 continue;
             };
@@ -155,6 +171,7 @@ impl Generation {
                 }) => {
                     records += 1;
                     bytes += (k.len() + v.len()) as u64;
+                    by_priority[priority as usize] += 1;
                     contents.max_seq = contents.max_seq.max(Some(seq));
                     let max = contents.max_ordinal.entry(sensor).or_insert(0);
                     *max = (*max).max(ordinal);
@@ -169,19 +186,143 @@ impl Generation {
         Ok((
             Self {
                 dir: dir.to_path_buf(),
-                db,
-                tree,
+                db: Some(OpenDb { db, tree }),
                 records,
                 bytes,
+                by_priority,
+                written: bytes,
+                closed_disk_bytes: 0,
             },
             contents,
         ))
     }
 
-    /// Bytes of its files on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        dir_bytes(&self.dir)
+    /// Opens the database again after [`Generation::close`], without reading it through: its
+    /// counts were kept.
+    pub fn reopen(&mut self, settings: DbSettings) -> Result<(), OpenError> {
+        if self.db.is_some() {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        let mut waited = 0;
+        let db = loop {
+            match catch_panic(|| open_db(&dir, settings)) {
+                // The flusher may still hold a handle from before the close for the length of an
+                // fsync; sled's file lock refuses a second opener until it lets go.
+                Err(e) if e.reason.contains("could not acquire lock") && waited < LOCK_WAIT_MS => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    waited += 1;
+                }
+                r => break r?,
+            }
+        };
+        let tree = db.open_tree("records").map_err(sled_error)?;
+        self.db = Some(OpenDb { db, tree });
+        Ok(())
     }
+
+    /// Writes everything to disk and closes the database, which frees its memory (page cache,
+    /// page table, I/O buffers). On error it stays open.
+    pub fn close(&mut self) -> Result<(), sled::Error> {
+        if let Some(open) = &self.db {
+            open.db.flush()?;
+        }
+        self.db = None;
+        self.closed_disk_bytes = dir_bytes(&self.dir);
+        Ok(())
+    }
+
+    /// Whether its database is open.
+    pub fn is_open(&self) -> bool {
+        self.db.is_some()
+    }
+
+    /// Its database, if open.
+    pub fn db(&self) -> Option<&sled::Db> {
+        self.db.as_ref().map(|o| &o.db)
+    }
+
+    /// Its records, if open.
+    pub fn tree(&self) -> Option<&sled::Tree> {
+        self.db.as_ref().map(|o| &o.tree)
+    }
+
+    /// Keeps the counts in step with a record of `size` bytes stored at `priority`.
+    pub fn count_insert(&mut self, priority: u8, size: u64) {
+        self.records += 1;
+        self.bytes += size;
+        self.written += size;
+        if let Some(n) = self.by_priority.get_mut(priority as usize) {
+            *n += 1;
+        }
+    }
+
+    /// Keeps the counts in step with a record of `size` bytes removed from `priority`.
+    pub fn count_remove(&mut self, priority: u8, size: u64) {
+        self.records = self.records.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size);
+        if let Some(n) = self.by_priority.get_mut(priority as usize) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Bytes of its files on disk (as of its close while closed: nothing writes to it then).
+    pub fn disk_bytes(&self) -> u64 {
+        if self.db.is_some() {
+            dir_bytes(&self.dir)
+        } else {
+            self.closed_disk_bytes
+        }
+    }
+}
+
+fn sled_error(e: sled::Error) -> OpenError {
+    OpenError {
+        damaged: !matches!(e, sled::Error::Io(_)),
+        reason: e.to_string(),
+    }
+}
+
+/// Runs `f`, turning a panic in sled (on a damaged file) into an error.
+fn catch_panic<T>(f: impl FnOnce() -> Result<T, OpenError>) -> Result<T, OpenError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => Err(OpenError::damaged(
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .map_or_else(
+                    || "sled panicked".to_string(),
+                    |m| format!("sled panicked: {m}"),
+                ),
+        )),
+    }
+}
+
+/// Opens the sled database in `dir`: with compression if it was created with it, or, if it is
+/// new, if `settings` ask for it.
+fn open_db(dir: &Path, settings: DbSettings) -> Result<sled::Db, OpenError> {
+    let compression = created_compressed(dir).unwrap_or(settings.compression);
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(settings.cache_bytes)
+        .flush_every_ms(None)
+        .use_compression(compression)
+        .compression_factor(COMPRESSION_LEVEL)
+        .open()
+        .map_err(sled_error)
+}
+
+/// Whether the database in `dir` was created with compression, from the storage parameters sled
+/// keeps in its `conf` file (it refuses to open a database with others); `None` if there is no
+/// such file yet.
+fn created_compressed(dir: &Path) -> Option<bool> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("use_compression: "))
+        .map(|v| v.trim() == "true")
 }
 
 /// Total size of the files under `dir`.

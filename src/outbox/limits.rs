@@ -8,13 +8,15 @@
 //! backlog has drained below `max_bytes / (2k)`.
 
 use super::generation::{self, Generation};
+use super::generations::Generations;
 use super::{envelope, Inner, OutboxError, RecordKey, Shared, PRIORITIES};
 use crate::config::WhenFull;
 use tracing::{debug, info, warn};
 
-/// The outbox directory never grows past this many times `max_bytes` (sled needs about 2.3 bytes
-/// of disk per stored byte, plus the generation being drained).
-pub const DISK_BOUND_FACTOR: u64 = 3;
+/// The outbox directory never grows past this many times `max_bytes`: past it the oldest
+/// generation is dropped whole. With compression a full outbox of JSON predictions stays near 1×;
+/// without (sled needs about 2.3 bytes of disk per stored byte) this bound is what limits it.
+pub const DISK_BOUND_FACTOR: u64 = 2;
 /// How far below the directory bound the oldest generation is already dropped.
 const BOUND_MARGIN: u64 = 2 * 1024 * 1024;
 
@@ -60,11 +62,12 @@ impl Shared {
     /// Starts a new generation if the newest has grown past `rotate_bytes`, and keeps the directory
     /// under its hard bound by dropping the oldest generation whole if it would pass it.
     pub(super) fn rotate_if_due(&self, inner: &mut Inner) {
+        let rotate = self.config.rotate_bytes();
         let due = inner
             .gens
             .values()
             .next_back()
-            .is_some_and(|g| g.disk_bytes() >= self.config.rotate_bytes());
+            .is_some_and(|g| g.written >= rotate || g.disk_bytes() >= rotate);
         if due {
             match self.new_generation(inner) {
                 Ok(()) => debug!(generations = inner.gens.len(), "Outbox generation started"),
@@ -80,10 +83,10 @@ impl Shared {
             if disk <= limit {
                 break;
             }
-            let Some(first) = inner.gens.keys().next().copied() else {
+            let Some(first) = inner.gens.firsts().first().copied() else {
                 break;
             };
-            let Some(g) = inner.gens.remove(&first) else {
+            let Some(g) = inner.gens.remove(first) else {
                 break;
             };
             inner.records = inner.records.saturating_sub(g.records);
@@ -134,14 +137,7 @@ impl Shared {
         min_priority: u8,
     ) -> Result<Option<RecordKey>, OutboxError> {
         for p in (min_priority..PRIORITIES).rev() {
-            let first = inner.gens.values().find_map(|g| {
-                g.tree
-                    .scan_prefix([p])
-                    .next()
-                    .and_then(|r| r.ok())
-                    .and_then(|(k, _)| generation::parse_key(&k))
-            });
-            if let Some((_, seq)) = first {
+            if let Some(seq) = first_seq_of(&mut inner.gens, p, 0)? {
                 let key = RecordKey { priority: p, seq };
                 self.remove(inner, key, "drop oldest")?;
                 return Ok(Some(key));
@@ -168,7 +164,7 @@ impl Shared {
             let Some((p, from)) = inner.thin_cursor else {
                 break;
             };
-            match next_record(inner, p, from) {
+            match next_record(&mut inner.gens, p, from)? {
                 Some((key, ordinal)) => {
                     inner.thin_cursor = Some((key.priority, key.seq.saturating_add(1)));
                     if ordinal % inner.stride != 0 && self.remove(inner, key, "thin")? {
@@ -189,25 +185,52 @@ impl Shared {
     }
 }
 
-/// The first record at or after `(priority, seq)` in thinning order (low priority first, oldest
-/// first), with its ordinal.
-fn next_record(inner: &Inner, priority: u8, seq: u64) -> Option<(RecordKey, u64)> {
-    for p in (0..=priority).rev() {
-        let start = if p == priority { seq } else { 0 };
-        for g in inner.gens.values() {
-            let first = g
-                .tree
-                .range(generation::key(p, start)..=generation::key(p, u64::MAX))
-                .next()
-                .and_then(|r| r.ok());
-            if let Some((k, v)) = first {
-                let (_, seq) = generation::parse_key(&k)?;
-                let ordinal = envelope::decode(&v).map_or(0, |e| e.ordinal);
-                return Some((RecordKey { priority: p, seq }, ordinal));
-            }
+/// The first record of priority `p` at or after `seq`: its key and value, from the oldest
+/// generation holding one (generations without records of `p` after `seq` are not opened).
+fn first_from(
+    gens: &mut Generations,
+    p: u8,
+    seq: u64,
+) -> Result<Option<(sled::IVec, sled::IVec)>, OutboxError> {
+    let candidates: Vec<u64> = gens
+        .iter()
+        .filter(|(&first, g)| g.by_priority[p as usize] > 0 && gens.end(first) > seq)
+        .map(|(&first, _)| first)
+        .collect();
+    for first in candidates {
+        let range = generation::key(p, seq)..=generation::key(p, u64::MAX);
+        if let Some(item) = gens.tree(first)?.range(range).next() {
+            return item.map(Some).map_err(super::io("read"));
         }
     }
-    None
+    Ok(None)
+}
+
+/// The seq of the first record of priority `p` at or after `seq`.
+fn first_seq_of(gens: &mut Generations, p: u8, seq: u64) -> Result<Option<u64>, OutboxError> {
+    Ok(first_from(gens, p, seq)?
+        .and_then(|(k, _)| generation::parse_key(&k))
+        .map(|(_, seq)| seq))
+}
+
+/// The first record at or after `(priority, seq)` in thinning order (low priority first, oldest
+/// first), with its ordinal.
+fn next_record(
+    gens: &mut Generations,
+    priority: u8,
+    seq: u64,
+) -> Result<Option<(RecordKey, u64)>, OutboxError> {
+    for p in (0..=priority).rev() {
+        let start = if p == priority { seq } else { 0 };
+        if let Some((k, v)) = first_from(gens, p, start)? {
+            let Some((_, seq)) = generation::parse_key(&k) else {
+                continue;
+            };
+            let ordinal = envelope::decode(&v).map_or(0, |e| e.ordinal);
+            return Ok(Some((RecordKey { priority: p, seq }, ordinal)));
+        }
+    }
+    Ok(None)
 }
 
 /// Stops thinning once the backlog has drained well below the cap.

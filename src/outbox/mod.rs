@@ -3,9 +3,12 @@
 //! is still undelivered; after any reconnect or restart everything in it is sent again.
 //!
 //! Layout of the directory:
-//! - `gen-{first seq}/`: generations, each a sled database; new records go to the newest, which is
-//!   replaced by a fresh one when its files reach `rotate_bytes`; a drained older one is deleted
-//!   whole (see [`generation`]).
+//! - `gen-{first seq}/`: generations, each a sled database (zstd-compressed unless
+//!   `compression = false`); new records go to the newest, which is replaced by a fresh one once
+//!   `rotate_bytes` of records were written to it or its files reach that size; a drained older
+//!   one is deleted whole (see [`generation`]); only those in use are open (see [`generations`]).
+//!   The directory is kept under [`DISK_BOUND_FACTOR`] × `max_bytes` by dropping the oldest
+//!   generation whole.
 //! - `state.json`: counters, reserved sequence numbers, thinning stride (see [`state_file`]).
 //! - `quarantine/`: generations or state that could not be opened, kept for inspection.
 //! - `LOCK`: held while the outbox is open.
@@ -23,6 +26,7 @@ mod dir_lock;
 mod envelope;
 mod flusher;
 mod generation;
+mod generations;
 mod limits;
 mod quarantine;
 mod reader;
@@ -35,6 +39,7 @@ pub use reader::{Cursor, RecordKey, StoredRecord};
 
 use crate::config::{Durability, OutboxConfig, Priority, WhenFull};
 use generation::Generation;
+use generations::Generations;
 use serde::{Deserialize, Serialize};
 use state_file::PersistedState;
 use std::collections::{BTreeMap, HashMap};
@@ -150,7 +155,7 @@ struct Shared {
 /// Mutable state, under one lock.
 struct Inner {
     /// By first seq; the last one takes new records.
-    gens: BTreeMap<u64, Generation>,
+    gens: Generations,
     next_seq: u64,
     reserved_seq: u64,
     stride: u64,
@@ -233,7 +238,7 @@ impl Outbox {
             }
         };
 
-        let mut gens = BTreeMap::new();
+        let mut gens = Generations::new(config.cache_bytes, config.compression);
         let mut max_seq = None;
         let mut ordinals: HashMap<String, u64> = HashMap::new();
         let mut corrupt = 0;
@@ -244,7 +249,8 @@ impl Outbox {
                 quarantined += 1;
                 continue;
             }
-            match Generation::open(&path, config.cache_bytes, false) {
+            // Each is read through once here, then closed unless it is the newest.
+            match Generation::open(&path, gens.newest_settings(), false) {
                 Ok((g, contents)) => {
                     if contents.damaged > 0 {
                         error!(generation = %path.display(), records = contents.damaged, "Damaged outbox records removed");
@@ -381,13 +387,19 @@ impl Outbox {
         }
 
         let written = {
-            let gen = inner.gens.values_mut().next_back();
             // `check_writable` made sure there is a generation.
-            let gen = gen.ok_or_else(|| OutboxError::Unavailable("no generation".into()))?;
-            let r = gen.tree.insert(generation::key(priority, seq), value);
+            let newest = inner
+                .gens
+                .newest()
+                .ok_or_else(|| OutboxError::Unavailable("no generation".into()))?;
+            let r = inner
+                .gens
+                .tree(newest)?
+                .insert(generation::key(priority, seq), value);
             if r.is_ok() {
-                gen.records += 1;
-                gen.bytes += size;
+                if let Some(g) = inner.gens.get_mut(newest) {
+                    g.count_insert(priority, size);
+                }
             }
             r
         };
@@ -403,7 +415,12 @@ impl Outbox {
         inner.state_dirty = true;
 
         if s.config.durability == Durability::EveryRecord {
-            let flushed = inner.gens.values().next_back().map(|g| g.db.flush());
+            let flushed = inner
+                .gens
+                .values()
+                .next_back()
+                .and_then(Generation::db)
+                .map(|db| db.flush());
             if let Some(Err(e)) = flushed {
                 s.write_failed(&mut inner, e.to_string());
                 return Err(OutboxError::Unavailable(e.to_string()));
@@ -472,9 +489,8 @@ impl Outbox {
         let s = &*self.shared;
         let mut inner = s.lock();
         let purged = inner.records;
-        let firsts: Vec<u64> = inner.gens.keys().copied().collect();
-        for first in firsts {
-            if let Some(g) = inner.gens.remove(&first) {
+        for first in inner.gens.firsts() {
+            if let Some(g) = inner.gens.remove(first) {
                 let dir = g.dir.clone();
                 drop(g);
                 std::fs::remove_dir_all(&dir).map_err(|e| {
@@ -493,8 +509,8 @@ impl Outbox {
 
     /// Calls `f` with every waiting record in sending order until it returns false.
     pub fn for_each_record(&self, f: impl FnMut(StoredRecord) -> bool) -> Result<(), OutboxError> {
-        let inner = self.shared.lock();
-        reader::for_each(&inner.gens, f)
+        let mut inner = self.shared.lock();
+        reader::for_each(&mut inner.gens, f)
     }
 
     /// Records waiting; cheap, unlike `stats`, which reads the directory and the oldest records.
@@ -505,17 +521,9 @@ impl Outbox {
     /// Current size and counters.
     pub fn stats(&self) -> OutboxStats {
         let s = &*self.shared;
-        let inner = s.lock();
-        let oldest_ms = inner
-            .gens
-            .values()
-            .flat_map(|g| {
-                (0..PRIORITIES).filter_map(move |p| {
-                    let (_, v) = g.tree.scan_prefix([p]).next()?.ok()?;
-                    envelope::decode(&v).ok().map(|e| e.stored_at_ms)
-                })
-            })
-            .filter(|&t| t > 0)
+        let mut inner = s.lock();
+        let oldest_ms = (0..PRIORITIES)
+            .filter_map(|p| oldest_stored_at(&mut inner.gens, p))
             .min();
         OutboxStats {
             records: inner.records,
@@ -562,6 +570,19 @@ impl Drop for Outbox {
     }
 }
 
+/// When the oldest record of priority `p` was stored (Unix ms), if known.
+fn oldest_stored_at(gens: &mut Generations, p: u8) -> Option<u64> {
+    let first = gens
+        .iter()
+        .find(|(_, g)| g.by_priority[p as usize] > 0)
+        .map(|(f, _)| *f)?;
+    let (_, v) = gens.tree(first).ok()?.scan_prefix([p]).next()?.ok()?;
+    envelope::decode(&v)
+        .ok()
+        .map(|e| e.stored_at_ms)
+        .filter(|&t| t > 0)
+}
+
 /// Why a generation's files look truncated since the last clean close, if they do.
 fn truncated(path: &Path, closed: &BTreeMap<String, u64>) -> Option<String> {
     let name = path.file_name()?.to_str()?;
@@ -597,7 +618,7 @@ impl Shared {
     fn new_generation(&self, inner: &mut Inner) -> Result<(), String> {
         let first = inner.next_seq;
         let path = self.dir.join(generation::dir_name(first));
-        let (g, _) = Generation::open(&path, self.config.cache_bytes, true).map_err(|e| {
+        let (g, _) = Generation::open(&path, inner.gens.newest_settings(), true).map_err(|e| {
             // It is new and holds nothing; half-created (disk full), it would look damaged later.
             let _ = std::fs::remove_dir_all(&path);
             e.reason
@@ -654,19 +675,29 @@ impl Shared {
         key: RecordKey,
         op: &'static str,
     ) -> Result<bool, OutboxError> {
-        let Some((_, g)) = inner.gens.range_mut(..=key.seq).next_back() else {
+        let Some(first) = inner.gens.containing(key.seq) else {
             return Ok(false);
         };
-        let removed = g
-            .tree
+        let holds_priority = inner.gens.get(first).is_some_and(|g| {
+            g.by_priority
+                .get(key.priority as usize)
+                .is_some_and(|&n| n > 0)
+        });
+        if !holds_priority {
+            return Ok(false);
+        }
+        let removed = inner
+            .gens
+            .tree(first)?
             .remove(generation::key(key.priority, key.seq))
             .map_err(io(op))?;
         let Some(v) = removed else {
             return Ok(false);
         };
         let size = (generation::KEY_LEN + v.len()) as u64;
-        g.records = g.records.saturating_sub(1);
-        g.bytes = g.bytes.saturating_sub(size);
+        if let Some(g) = inner.gens.get_mut(first) {
+            g.count_remove(key.priority, size);
+        }
         inner.records = inner.records.saturating_sub(1);
         inner.bytes = inner.bytes.saturating_sub(size);
         inner.dirty = true;
@@ -678,8 +709,8 @@ impl Shared {
     /// Flushes every generation and saves the state.
     fn flush_all(&self) -> Result<(), OutboxError> {
         let mut inner = self.lock();
-        for g in inner.gens.values() {
-            g.db.flush().map_err(io("flush"))?;
+        for db in inner.gens.open_dbs() {
+            db.flush().map_err(io("flush"))?;
         }
         inner.dirty = false;
         if let Some(seq) = inner.last_stored {

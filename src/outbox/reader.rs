@@ -1,6 +1,7 @@
 //! Reading waiting records in sending order: highest priority first, oldest first within one.
 
-use super::generation::{self, Generation};
+use super::generation;
+use super::generations::Generations;
 use super::{envelope, now_ms, Inner, OutboxError, Shared, PRIORITIES};
 use tracing::error;
 
@@ -76,6 +77,16 @@ impl Cursor {
     }
 }
 
+/// First seqs of the generations, oldest first, that hold records of priority `p` and may hold
+/// some with seqs in `lo..=hi`; the others are not opened.
+fn holding(gens: &Generations, p: u8, lo: u64, hi: u64) -> Vec<u64> {
+    gens.iter()
+        .filter(|(&first, g)| g.by_priority[p as usize] > 0 && first <= hi && gens.end(first) > lo)
+        .map(|(&first, _)| first)
+        .collect()
+}
+
+/// Up to `limit` records after `cursor` (see [`super::Outbox::pending`]).
 pub(super) fn read(
     s: &Shared,
     inner: &mut Inner,
@@ -92,12 +103,12 @@ pub(super) fn read(
         if start > cursor.hi {
             continue;
         }
-        for g in inner.gens.values() {
+        for first in holding(&inner.gens, p, start, cursor.hi) {
             if out.len() >= limit {
                 break 'outer;
             }
             let range = generation::key(p, start)..=generation::key(p, cursor.hi);
-            for item in g.tree.range(range) {
+            for item in inner.gens.tree(first)?.range(range) {
                 if out.len() >= limit {
                     break 'outer;
                 }
@@ -147,8 +158,8 @@ pub(super) fn sweep_expired(s: &Shared, inner: &mut Inner) -> Result<u64, Outbox
     let now = now_ms();
     let mut expired = Vec::new();
     for p in 0..PRIORITIES {
-        'gens: for g in inner.gens.values() {
-            for item in g.tree.scan_prefix([p]) {
+        'gens: for first in holding(&inner.gens, p, 0, u64::MAX) {
+            for item in inner.gens.tree(first)?.scan_prefix([p]) {
                 let (k, v) = item.map_err(super::io("read"))?;
                 let Some((_, seq)) = generation::parse_key(&k) else {
                     continue;
@@ -176,12 +187,12 @@ pub(super) fn sweep_expired(s: &Shared, inner: &mut Inner) -> Result<u64, Outbox
 
 /// Every record in sending order, for export and inspection.
 pub(super) fn for_each(
-    gens: &std::collections::BTreeMap<u64, Generation>,
+    gens: &mut Generations,
     mut f: impl FnMut(StoredRecord) -> bool,
 ) -> Result<(), OutboxError> {
     for p in 0..PRIORITIES {
-        for g in gens.values() {
-            for item in g.tree.scan_prefix([p]) {
+        for first in holding(gens, p, 0, u64::MAX) {
+            for item in gens.tree(first)?.scan_prefix([p]) {
                 let (k, v) = item.map_err(super::io("read"))?;
                 let (Some((_, seq)), Ok(e)) = (generation::parse_key(&k), envelope::decode(&v))
                 else {

@@ -38,7 +38,7 @@ impl Shared {
         let path = self.dir.join(generation::dir_name(first));
         // The failed generation again (its durable records are in it); failing that, a new one (the
         // old one is picked up again at the next start).
-        let reopened = Generation::open(&path, self.config.cache_bytes, false)
+        let reopened = Generation::open(&path, inner.gens.newest_settings(), false)
             .map(|(g, _)| {
                 inner.gens.insert(first, g);
             })
@@ -75,10 +75,10 @@ impl Shared {
     /// A write to the newest generation failed: sled refuses every later operation on that
     /// database, so it is closed and reopened later (its durable records are kept).
     pub(super) fn write_failed(&self, inner: &mut Inner, reason: String) {
-        let Some((&first, _)) = inner.gens.iter().next_back() else {
+        let Some(first) = inner.gens.newest() else {
             return;
         };
-        if let Some(g) = inner.gens.remove(&first) {
+        if let Some(g) = inner.gens.remove(first) {
             inner.records = inner.records.saturating_sub(g.records);
             inner.bytes = inner.bytes.saturating_sub(g.bytes);
         }
