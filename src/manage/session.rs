@@ -335,13 +335,7 @@ impl Control {
                 let auth = Arc::clone(&self.auth);
                 let max = self.remote.max_message_bytes;
                 let progress = tokio::task::spawn_blocking(move || {
-                    let checked = {
-                        let mut guard = auth.lock().unwrap_or_else(|p| p.into_inner());
-                        match guard.as_mut() {
-                            Ok(a) => a.check_sized(MANIFEST_COMMAND, &payload, unix_now(), max),
-                            Err(reason) => Err(Rejection::Storage(reason.clone())),
-                        }
-                    };
+                    let checked = authenticate(&auth, MANIFEST_COMMAND, &payload, max);
                     let refused = |code: &str, reason: String| {
                         warn!(transfer, code, reason, "Model manifest refused");
                         Progress::new(&transfer, None, State::Rejected).because(code, reason)
@@ -466,15 +460,11 @@ impl Control {
         let auth = Arc::clone(&self.auth);
         let topic_name = name.to_string();
         // Checking may write the high-water file (fsync): off the reactor.
-        let checked = tokio::task::spawn_blocking(move || {
-            let mut guard = auth.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.as_mut() {
-                Ok(a) => a.check(&topic_name, &payload, unix_now()),
-                Err(reason) => Err(Rejection::Storage(reason.clone())),
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(Rejection::Storage(e.to_string())));
+        let max = self.remote.max_command_bytes;
+        let checked =
+            tokio::task::spawn_blocking(move || authenticate(&auth, &topic_name, &payload, max))
+                .await
+                .unwrap_or_else(|e| Err(Rejection::Storage(e.to_string())));
         let (body, after) = match checked {
             Err(rejection) => {
                 warn!(command = name, reason = rejection.code(), detail = %rejection, "Command refused");
@@ -510,6 +500,21 @@ impl Control {
             }
         };
         (body, after)
+    }
+}
+
+/// Checks a signed payload (blocking: it may write the high-water file); a damaged high-water
+/// file refuses everything with its reason.
+fn authenticate(
+    auth: &Mutex<Result<Authenticator, String>>,
+    name: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<super::auth::Command, Rejection> {
+    let mut guard = auth.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Ok(a) => a.check_sized(name, payload, unix_now(), max_bytes),
+        Err(reason) => Err(Rejection::Storage(reason.clone())),
     }
 }
 

@@ -59,6 +59,27 @@ pub struct Event {
     pub at: u64,
 }
 
+impl Event {
+    /// `what` happened to `version` (`None`: the config's own file) now.
+    fn new(what: &str, version: Option<&Version>) -> Self {
+        Self {
+            what: what.into(),
+            version: version.map_or_else(|| "config".into(), |v| v.short().to_string()),
+            transfer: version.and_then(|v| v.transfer.clone()),
+            code: None,
+            reason: None,
+            at: unix_now(),
+        }
+    }
+
+    /// The same with a reason.
+    fn because(mut self, code: Option<&str>, reason: &str) -> Self {
+        self.code = code.map(Into::into);
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
 /// The persisted state of one model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,17 +232,10 @@ impl ModelStore {
         }
         if state.trial {
             if let Some(active) = state.active.take() {
-                let event = Event {
-                    what: "rolled_back".into(),
-                    version: active.short().to_string(),
-                    transfer: active.transfer.clone(),
-                    code: Some("interrupted".into()),
-                    reason: Some(
-                        "the daemon stopped before the trial ended; the previous version serves"
-                            .into(),
-                    ),
-                    at: unix_now(),
-                };
+                let event = Event::new("rolled_back", Some(&active)).because(
+                    Some("interrupted"),
+                    "the daemon stopped before the trial ended; the previous version serves",
+                );
                 state.active = state.previous.take();
                 // Kept installed: a stop is not proof that the version is bad, and the operator
                 // may activate it again.
@@ -259,14 +273,7 @@ impl ModelStore {
         if state.active.as_ref().map(|a| &a.sha256) != Some(&version.sha256) {
             state.installed = Some(version.clone());
         }
-        state.last = Some(Event {
-            what: "installed".into(),
-            version: version.short().to_string(),
-            transfer: version.transfer.clone(),
-            code: None,
-            reason: None,
-            at: unix_now(),
-        });
+        state.last = Some(Event::new("installed", Some(&version)));
         self.save(&config.id, &state)?;
         Ok(target)
     }
@@ -298,14 +305,7 @@ impl ModelStore {
             state.installed = None;
         }
         state.trial = true;
-        state.last = Some(Event {
-            what: "activated".into(),
-            version: version.short().to_string(),
-            transfer: version.transfer.clone(),
-            code: None,
-            reason: None,
-            at: unix_now(),
-        });
+        state.last = Some(Event::new("activated", Some(version)));
         self.save(&config.id, &state)
     }
 
@@ -314,14 +314,7 @@ impl ModelStore {
         let mut state = self.state(model)?;
         state.trial = false;
         if let Some(active) = &state.active {
-            state.last = Some(Event {
-                what: "committed".into(),
-                version: active.short().to_string(),
-                transfer: active.transfer.clone(),
-                code: None,
-                reason: None,
-                at: unix_now(),
-            });
+            state.last = Some(Event::new("committed", Some(active)));
         }
         self.save(model, &state)
     }
@@ -338,16 +331,7 @@ impl ModelStore {
         let failed = state.active.take();
         state.active = state.previous.take();
         state.trial = false;
-        state.last = Some(Event {
-            what: "rolled_back".into(),
-            version: failed
-                .as_ref()
-                .map_or_else(|| "config".into(), |v| v.short().to_string()),
-            transfer: failed.and_then(|v| v.transfer),
-            code: Some(code.into()),
-            reason: Some(reason.into()),
-            at: unix_now(),
-        });
+        state.last = Some(Event::new("rolled_back", failed.as_ref()).because(Some(code), reason));
         self.save(model, &state)?;
         Ok(state.active)
     }
@@ -364,17 +348,11 @@ impl ModelStore {
         // The version left can be activated again.
         state.installed = leaving.clone();
         state.trial = false;
-        state.last = Some(Event {
-            what: "switched".into(),
-            version: state
-                .active
-                .as_ref()
-                .map_or_else(|| "config".into(), |v| v.short().to_string()),
-            transfer: None,
-            code: None,
-            reason: Some("rollback-model".into()),
-            at: unix_now(),
-        });
+        let mut switched =
+            Event::new("switched", state.active.as_ref()).because(None, "rollback-model");
+        // The operator chose it: no transfer to report.
+        switched.transfer = None;
+        state.last = Some(switched);
         self.save(model, &state)?;
         Ok(state.active)
     }

@@ -343,6 +343,20 @@ fn infer(
         .apply(&frame.payload)
         .map_err(|e| StepError::Pre(e.to_string()))?;
     let kept = keep_input.then(|| input.clone());
+    let (result, latency) = run_and_post(serving, input, state)?;
+    Ok(Inferred {
+        result,
+        latency,
+        input: kept,
+    })
+}
+
+/// Inference on an input tensor, then post-processing; the latency is the run's alone.
+fn run_and_post(
+    serving: &Serving,
+    input: Tensor,
+    state: &mut RecurrentState,
+) -> Result<(InferenceResult, Duration), StepError> {
     let started = Instant::now();
     let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         serving.model.run(input, state)
@@ -354,11 +368,7 @@ fn infer(
         .post
         .apply(&outputs)
         .map_err(|e| StepError::Post(e.to_string()))?;
-    Ok(Inferred {
-        result,
-        latency,
-        input: kept,
-    })
+    Ok((result, latency))
 }
 
 /// Runs the shadow candidate on the frame the active model just served and counts whether they
@@ -370,23 +380,7 @@ fn shadow_run(shadow: &mut Shadow, frame: &Frame, input: Option<Tensor>, active:
         .or_insert_with(|| shadow.serving.model.initial_state());
     let outcome = match input {
         // Same input spec: the active model's tensor is reused.
-        Some(input) => {
-            let started = Instant::now();
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                shadow.serving.model.run(input, state)
-            }))
-            .map_err(|_| StepError::Run("the backend panicked".into()))
-            .and_then(|r| r.map_err(|e| StepError::Run(e.to_string())))
-            .and_then(|outputs| {
-                let latency = started.elapsed();
-                shadow
-                    .serving
-                    .post
-                    .apply(&outputs)
-                    .map(|result| (result, latency))
-                    .map_err(|e| StepError::Post(e.to_string()))
-            })
-        }
+        Some(input) => run_and_post(&shadow.serving, input, state),
         None => infer(&shadow.serving, frame, state, false).map(|i| (i.result, i.latency)),
     };
     let stats = &shadow.stats;

@@ -3,6 +3,7 @@
 //! installation beside the running version and a trial that commits or rolls back; and the
 //! `activate-model` / `rollback-model` commands, which work on the same installed versions.
 
+mod finished;
 pub mod protocol;
 mod transfer;
 mod verify;
@@ -15,6 +16,7 @@ use crate::model::LoadedModel;
 use crate::pipeline::{
     Change, ModelSlot, Postprocessor, Preprocessor, Serving, SlotEvent, SlotEventKind, TrialPolicy,
 };
+use finished::Finished;
 use protocol::{Activation, Manifest, Progress, State};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -198,8 +200,7 @@ impl Ota {
             );
         };
         match t.write_chunk(n, bytes) {
-            Ok(due) if t.complete() => {
-                let _ = due;
+            Ok(_) if t.complete() => {
                 let progress = t.progress(State::Verifying);
                 self.finish(&mut transfers, id);
                 Some(progress)
@@ -505,65 +506,6 @@ impl Ota {
         self.remember(&event.model);
         notices.push(Notice::StatusChanged);
         notices
-    }
-}
-
-/// Transfers past verification, most recent last; a JSON file replaced atomically.
-struct Finished {
-    file: PathBuf,
-    /// (sha256, last progress), at most `FINISHED_KEPT`.
-    entries: Vec<(String, Progress)>,
-}
-
-/// Finished transfers remembered.
-const FINISHED_KEPT: usize = 32;
-
-impl Finished {
-    fn open(file: PathBuf) -> Self {
-        let entries = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        Self { file, entries }
-    }
-
-    fn save(&self) {
-        let bytes = serde_json::to_vec_pretty(&self.entries).unwrap_or_default();
-        if let Err(e) = crate::manage::persist::write_atomically(&self.file, &bytes) {
-            warn!(path = %self.file.display(), error = %e, "Cannot record finished model transfers");
-        }
-    }
-
-    /// Where transfer `id` of the file `sha256` stands, if it finished.
-    fn get(&self, id: &str, sha256: &str) -> Option<Progress> {
-        self.entries
-            .iter()
-            .find(|(sha, p)| p.transfer == id && sha.eq_ignore_ascii_case(sha256))
-            .map(|(_, p)| p.clone())
-    }
-
-    fn entry(&self, id: &str) -> Option<Progress> {
-        self.entries
-            .iter()
-            .find(|(_, p)| p.transfer == id)
-            .map(|(_, p)| p.clone())
-    }
-
-    fn put(&mut self, sha256: &str, progress: Progress) {
-        self.entries
-            .retain(|(_, p)| p.transfer != progress.transfer);
-        self.entries.push((sha256.to_ascii_lowercase(), progress));
-        if self.entries.len() > FINISHED_KEPT {
-            self.entries.remove(0);
-        }
-        self.save();
-    }
-
-    fn update(&mut self, id: &str, progress: Progress) {
-        if let Some(e) = self.entries.iter_mut().find(|(_, p)| p.transfer == id) {
-            e.1 = progress;
-            self.save();
-        }
     }
 }
 
