@@ -46,9 +46,15 @@ fn run_and_kill(config: &std::path::Path, at_least: usize) -> Vec<String> {
     first.stored_ids()
 }
 
-/// Restarts the daemon and waits until every id in `stored` has reached the consumer.
-fn restart_until_delivered(config: &std::path::Path, consumer: &Consumer, stored: &[String]) {
+/// Restarts the daemon and waits until every id in `stored` has reached the consumer; returns the
+/// ids the second run stored.
+fn restart_until_delivered(
+    config: &std::path::Path,
+    consumer: &Consumer,
+    stored: &[String],
+) -> BTreeSet<String> {
     let second = Daemon::start(config);
+    let lines = second.lines.clone();
     let delivered = wait_until(Duration::from_secs(30), || {
         let got: BTreeSet<String> = consumer.ids().into_iter().collect();
         stored.iter().all(|id| got.contains(id))
@@ -61,6 +67,8 @@ fn restart_until_delivered(config: &std::path::Path, consumer: &Consumer, stored
     );
     assert!(status.success());
     check_delivery(stored, &consumer.ids());
+    let second_stored = stored_ids_in(&lines.lock().unwrap());
+    second_stored.into_iter().collect()
 }
 
 #[test]
@@ -102,7 +110,7 @@ fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
     let stored_first = run_and_kill(&config, 80);
     assert_eq!(consumer.count(), 0);
     broker.restart();
-    restart_until_delivered(&config, &consumer, &stored_first);
+    let stored_second = restart_until_delivered(&config, &consumer, &stored_first);
     // The backlog went out oldest first and marked historical; the second run's own predictions
     // went live beside it.
     let ids = consumer.ids();
@@ -117,12 +125,26 @@ fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
         s
     };
     assert_eq!(order, sorted, "backlog out of order");
+    // Everything from the first run is historical (including a prediction stored just before the
+    // kill whose log line never got out). Of the second run's own predictions, those stored before
+    // its first successful connection (an attempt can fail on a loaded machine) are backlog too,
+    // and only those: by frame they are all historical first, then all live.
+    let mut second_run = Vec::new();
     for (_, v) in consumer.json() {
         let id = v["id"].as_str().unwrap().to_string();
-        assert_eq!(
-            v["historical"].as_bool(),
-            Some(stored_first.contains(&id)),
-            "{v}"
-        );
+        let historical = v["historical"].as_bool().expect("historical is a bool");
+        if stored_second.contains(&id) {
+            second_run.push((v["frame_seq"].as_u64().unwrap(), historical));
+        } else {
+            assert!(historical, "a first-run prediction sent as live: {v}");
+        }
     }
+    second_run.sort();
+    second_run.dedup();
+    let first_live = second_run.iter().position(|(_, h)| !h);
+    assert!(first_live.is_some(), "no live prediction in the second run");
+    assert!(
+        second_run[first_live.unwrap()..].iter().all(|(_, h)| !h),
+        "a second-run prediction sent as historical after live ones: {second_run:?}"
+    );
 }

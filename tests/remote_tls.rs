@@ -128,9 +128,7 @@ fn user_name_and_password_are_sent_and_a_wrong_password_is_refused() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
+    wait_for_listener(&mut mosquitto, port);
     let mut opts = plain_options(port, "watcher");
     opts.set_credentials("device", "s3cret");
     let peer = Peer::connect(opts, &["edgeinfer/t1/predictions/#"]).expect("right password");

@@ -17,13 +17,40 @@ pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below the kernel's ephemeral range so that no client
+/// socket can take it as its own port before the server binds it, and no connection probe can
+/// connect to itself on it; each call in a process gets another port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
+}
+
+/// Waits until the server `child` accepts connections on loopback `port`; panics if it exits
+/// first or takes more than 10 s.
+pub fn wait_for_listener(child: &mut Child, port: u16) {
+    let up = wait_until(Duration::from_secs(10), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server meant for port {port} exited: {status}");
+        }
+        TcpStream::connect(("127.0.0.1", port))
+            .is_ok_and(|s| s.local_addr().map(|a| a.port()).ok() != Some(port))
+    });
+    assert!(up, "nothing listens on port {port} after 10 s");
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
@@ -71,16 +98,9 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto must be installed (apt-get install mosquitto)");
+        let mut child = child;
+        wait_for_listener(&mut child, self.port);
         self.child = Some(child);
-        let port = self.port;
-        assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "mosquitto did not start on port {port}"
-        );
     }
 
     pub fn url(&self) -> String {
@@ -283,6 +303,19 @@ impl Drop for Consumer {
     }
 }
 
+/// Ids logged as durably stored ("Prediction stored id=...") in a daemon's log lines.
+pub fn stored_ids_in(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains("Prediction stored"))
+        .filter_map(|l| {
+            let at = l.find("id=\"")? + 4;
+            let end = l[at..].find('"')? + at;
+            Some(l[at..end].to_string())
+        })
+        .collect()
+}
+
 /// The daemon as a child process.
 pub struct Daemon {
     child: Child,
@@ -350,17 +383,7 @@ impl Daemon {
 
     /// Ids the daemon logged as durably stored ("Prediction stored id=...").
     pub fn stored_ids(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("Prediction stored"))
-            .filter_map(|l| {
-                let at = l.find("id=\"")? + 4;
-                let end = l[at..].find('"')? + at;
-                Some(l[at..end].to_string())
-            })
-            .collect()
+        stored_ids_in(&self.lines.lock().unwrap())
     }
 
     pub fn log(&self) -> String {
@@ -675,21 +698,14 @@ impl TlsBroker {
             ),
         )
         .unwrap();
-        let child = Command::new(mosquitto_path())
+        let mut child = Command::new(mosquitto_path())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto must be installed (apt-get install mosquitto)");
-        assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "mosquitto did not start on port {port}"
-        );
+        wait_for_listener(&mut child, port);
         TlsBroker {
             port,
             dir,
