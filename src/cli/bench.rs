@@ -76,6 +76,17 @@ struct Measured {
     /// Post-processing alone, median (with --config).
     #[serde(default)]
     post_median_us: Option<f64>,
+    /// Inference that follows an idle gap as long as the frame's pre- and post-processing,
+    /// median (with --config): what the runtime itself loses when its calls are not
+    /// back-to-back, with no work of ours in the gap.
+    #[serde(default)]
+    gapped_median_us: Option<f64>,
+    /// Pre-processing as timed inside the whole frame, median (with --config).
+    #[serde(default)]
+    pre_in_frame_median_us: Option<f64>,
+    /// Post-processing as timed inside the whole frame, median (with --config).
+    #[serde(default)]
+    post_in_frame_median_us: Option<f64>,
 }
 
 impl Measured {
@@ -93,6 +104,9 @@ impl Measured {
             frame_median_us: None,
             pre_median_us: None,
             post_median_us: None,
+            gapped_median_us: None,
+            pre_in_frame_median_us: None,
+            post_in_frame_median_us: None,
         }
     }
 }
@@ -312,21 +326,37 @@ fn measure_configured(
     let tensor = pre.apply(&payload)?;
     let mut state = model.initial_state();
     let outputs = model.run(tensor.clone(), &mut state)?;
-    // Inference alone and the whole frame alternate, so that drift in the machine's speed
-    // (other load, frequency changes) hits both alike.
-    let (mut infer_times, mut frame_times) = (Vec::new(), Vec::new());
+    // Inference alone, the whole frame and inference after an idle gap alternate, so that drift
+    // in the machine's speed (other load, frequency changes) hits them alike.
+    let (mut infer_times, mut frame_times, mut gapped_times) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pre_in_frame, mut post_in_frame) = (Vec::new(), Vec::new());
     for i in 0..args.warmup + args.runs.max(1) {
         let t = Instant::now();
         model.run(tensor.clone(), &mut state)?;
         let infer = t.elapsed();
         let t = Instant::now();
         let input = pre.apply(&payload)?;
+        let pre_done = t.elapsed();
         let out = model.run(input, &mut state)?;
+        let t_post = Instant::now();
         post.apply(&out)?;
         let frame = t.elapsed();
+        // Spinning touches no memory: only the time without inference is alike.
+        let post_done = t_post.elapsed();
+        let gap = pre_done + post_done;
+        let t = Instant::now();
+        while t.elapsed() < gap {
+            std::hint::spin_loop();
+        }
+        let t = Instant::now();
+        model.run(tensor.clone(), &mut state)?;
+        let gapped = t.elapsed();
         if i >= args.warmup {
             infer_times.push(infer);
             frame_times.push(frame);
+            gapped_times.push(gapped);
+            pre_in_frame.push(pre_done);
+            post_in_frame.push(post_done);
         }
     }
     let pre_times = time_runs(args.warmup, args.runs, || {
@@ -341,6 +371,9 @@ fn measure_configured(
         frame_median_us: Some(stats(frame_times).0),
         pre_median_us: Some(stats(pre_times).0),
         post_median_us: Some(stats(post_times).0),
+        gapped_median_us: Some(stats(gapped_times).0),
+        pre_in_frame_median_us: Some(stats(pre_in_frame).0),
+        post_in_frame_median_us: Some(stats(post_in_frame).0),
         ..Measured::new(model.backend.to_string(), load_ms, infer_times)
     })
 }
@@ -487,6 +520,24 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
                 pre / 1e3,
                 post / 1e3,
                 100.0 * (pre + post) / r.median_us
+            );
+        }
+        if let (Some(pre), Some(post)) = (r.pre_in_frame_median_us, r.post_in_frame_median_us) {
+            println!(
+                "{}: inside the frame, pre-processing {:.3} ms + post-processing {:.3} ms = {:.1}% of inference",
+                r.backend,
+                pre / 1e3,
+                post / 1e3,
+                100.0 * (pre + post) / r.median_us
+            );
+        }
+        if let (Some(frame), Some(gapped)) = (r.frame_median_us, r.gapped_median_us) {
+            println!(
+                "{}: inference after an idle gap as long as pre + post {:.2} ms ({:.3}x inference alone); per frame / that = {:.3}x",
+                r.backend,
+                gapped / 1e3,
+                gapped / r.median_us,
+                frame / gapped
             );
         }
     }
