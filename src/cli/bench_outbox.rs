@@ -55,6 +55,10 @@ pub struct BenchOutboxArgs {
     /// `cache_bytes` for the churn measurement (default: the outbox default).
     #[arg(long)]
     churn_cache_bytes: Option<u64>,
+    /// Records per second for the churn measurement, paced like a sensor (0: as fast as
+    /// possible).
+    #[arg(long, default_value_t = 0)]
+    churn_rate: u64,
 }
 
 pub(super) fn run(args: &BenchOutboxArgs) -> ExitCode {
@@ -326,9 +330,14 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, records: &[Vec<u8>]) -> anyhow::Res
     };
     let outbox = Outbox::open(&path, &config)?;
     println!(
-        "\nchurn: {n} records through a {:.0} MiB cap, generations of {:.0} MiB (first half: full, dropping oldest; second half: connected, draining to 1000 behind)",
+        "\nchurn: {n} records through a {:.0} MiB cap, generations of {:.0} MiB, {} (first half: full, dropping oldest; second half: connected, draining to 1000 behind)",
         cap as f64 / 1048576.0,
-        config.rotate_bytes() as f64 / 1048576.0
+        config.rotate_bytes() as f64 / 1048576.0,
+        if args.churn_rate > 0 {
+            format!("{} records/s", args.churn_rate)
+        } else {
+            "as fast as possible".to_string()
+        }
     );
     println!(
         "{:>10} {:>10} {:>12} {:>10} {:>6} {:>9} {:>10}",
@@ -341,6 +350,10 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, records: &[Vec<u8>]) -> anyhow::Res
     let (mut min_drained, mut max_drained) = (u64::MAX, 0u64);
     let started = Instant::now();
     for i in 1..=n {
+        if args.churn_rate > 0 {
+            let due = started + Duration::from_secs_f64(i as f64 / args.churn_rate as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         outbox.append("s", |_| records[i as usize % POOL].clone())?;
         if i > n / 2 {
             // Two acks per record until the backlog is down to 1000, then one.
