@@ -5,12 +5,11 @@ use crate::manage::ota::{serving_of, Ota};
 use crate::manage::{self, Control};
 use crate::metrics;
 use crate::model::store::{Event, ModelStore};
-use crate::model::{LoadedModel, ModelError};
+use crate::model::ModelError;
 use crate::mqtt::Uplink;
 use crate::outbox::{Outbox, OutboxError};
 use crate::pipeline::{
-    FrameQueue, LatencyWindow, ModelSlot, PipelineError, Postprocessor, Preprocessor, Serving,
-    Worker,
+    FrameQueue, LatencyWindow, ModelSlot, PipelineError, Serving, ServingError, Worker,
 };
 use crate::sensor::{self, SensorError, Sensors};
 use crate::service::{self, Heartbeat, Notifier};
@@ -47,6 +46,8 @@ pub enum StartError {
     /// Pre- or post-processing does not fit a model.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Serving(#[from] ServingError),
     /// A sensor could not be opened.
     #[error("sensor \"{sensor}\": {source}")]
     Sensor {
@@ -433,9 +434,7 @@ fn load_serving(
                 if let Ok(Some(previous)) =
                     store.roll_back(&config.id, "not_loadable", &refusal.message)
                 {
-                    let mut cfg = config.clone();
-                    cfg.path = store.file(&config.id, &previous.sha256);
-                    cfg.sha256 = Some(previous.sha256.clone());
+                    let cfg = store.config_for(config, &previous);
                     if let Ok(serving) = serving_of(&cfg, previous.label.clone()) {
                         return Ok((serving, store.state(&config.id).ok().and_then(|s| s.last)));
                     }
@@ -443,22 +442,6 @@ fn load_serving(
             }
         }
     }
-    let model = LoadedModel::load(config)?;
-    let pre = Preprocessor::new(&model.id, &config.preprocess, model.input())?;
-    let post = Postprocessor::new(
-        &model.id,
-        &config.postprocess,
-        model.outputs(),
-        pre.image_size(),
-    )?;
-    let last = store.state(&config.id).ok().and_then(|s| s.last);
-    Ok((
-        Serving {
-            model: Arc::new(model),
-            pre,
-            post,
-            label: None,
-        },
-        last,
-    ))
+    let serving = Serving::load(config, None)?;
+    Ok((serving, store.state(&config.id).ok().and_then(|s| s.last)))
 }

@@ -166,6 +166,14 @@ impl ModelStore {
         self.dir(model).join(format!("{sha256}.onnx"))
     }
 
+    /// `config` with its model file replaced by installed `version`.
+    pub fn config_for(&self, config: &ModelConfig, version: &Version) -> ModelConfig {
+        let mut config = config.clone();
+        config.path = self.file(&config.id, &version.sha256);
+        config.sha256 = Some(version.sha256.clone());
+        config
+    }
+
     /// The state of `model`; default when it has none.
     pub fn state(&self, model: &str) -> Result<ModelState, StoreError> {
         let path = self.dir(model).join("state.json");
@@ -247,8 +255,7 @@ impl ModelStore {
             }
         }
         if let Some(active) = &state.active {
-            effective.config.path = self.file(&config.id, &active.sha256);
-            effective.config.sha256 = Some(active.sha256.clone());
+            effective.config = self.config_for(config, active);
             effective.version = Some(active.clone());
         }
         Ok(effective)

@@ -30,17 +30,20 @@ mod generations;
 mod limits;
 mod quarantine;
 mod reader;
+mod recovery;
 mod state_file;
+mod stats;
 mod write_failure;
 
 pub use generation::dir_bytes;
 pub use limits::DISK_BOUND_FACTOR;
 pub use reader::{Cursor, RecordKey, StoredRecord};
+pub use stats::{Counters, OutboxStats};
 
 use crate::config::{Durability, OutboxConfig, Priority, WhenFull};
 use generation::Generation;
 use generations::Generations;
-use serde::{Deserialize, Serialize};
+use recovery::Recovered;
 use state_file::PersistedState;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -69,57 +72,6 @@ pub enum OutboxError {
 
 fn io(op: &'static str) -> impl FnOnce(sled::Error) -> OutboxError {
     move |source| OutboxError::Io { op, source }
-}
-
-/// Lifetime counters, persisted with the records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
-    /// Records stored.
-    pub appended: u64,
-    /// Records deleted after the broker acknowledged them.
-    pub acked: u64,
-    /// Records deleted to make room under `when_full = "drop_oldest"`.
-    pub dropped_oldest: u64,
-    /// Records refused under `when_full = "drop_newest"` (or larger than the whole cap).
-    pub dropped_newest: u64,
-    /// Records removed or not stored under `when_full = "thin"`.
-    pub thinned: u64,
-    /// Records deleted undelivered because they were older than `ttl_secs`.
-    pub expired: u64,
-    /// Records found damaged (checksum mismatch) and removed.
-    pub corrupt: u64,
-    /// Records removed because they can never be delivered (larger than the MQTT packet limit).
-    pub undeliverable: u64,
-    /// Records deleted by `edgeinfer outbox purge`.
-    pub purged: u64,
-    /// Predictions lost because the store could not be written (disk full, I/O error).
-    pub write_errors: u64,
-    /// Generations or state files that could not be opened and were moved to `quarantine/`.
-    pub quarantined: u64,
-}
-
-/// Current contents and counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxStats {
-    /// Records waiting for delivery.
-    pub records: u64,
-    /// Their bytes (keys + stored values), the figure `max_bytes` caps.
-    pub bytes: u64,
-    /// The cap.
-    pub max_bytes: u64,
-    /// Bytes of the generations' files on disk.
-    pub disk_bytes: u64,
-    /// Open generations.
-    pub generations: u64,
-    /// Age of the oldest waiting record, in seconds.
-    pub oldest_age_secs: Option<u64>,
-    /// Thinning stride in effect (1: not thinning).
-    pub thin_stride: u64,
-    /// Whether writes are failing right now.
-    pub write_failing: bool,
-    /// Lifetime counters.
-    pub counters: Counters,
 }
 
 /// Outcome of an append.
@@ -228,65 +180,12 @@ impl Outbox {
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let lock = dir_lock::acquire(dir).map_err(open_err)?;
 
-        let mut quarantined = 0u64;
-        let mut persisted = match state_file::load(dir) {
-            Ok(s) => s.unwrap_or_default(),
-            Err(reason) => {
-                quarantine::move_aside(dir, &state_file::path(dir), &reason);
-                quarantined += 1;
-                PersistedState::default()
-            }
-        };
-
-        let mut gens = Generations::new(config.cache_bytes, config.compression);
-        let mut max_seq = None;
-        let mut ordinals: HashMap<String, u64> = HashMap::new();
-        let mut corrupt = 0;
-        let mut skipped = false;
-        for (first_seq, path) in generation_dirs(dir) {
-            if let Some(reason) = truncated(&path, &persisted.closed) {
-                quarantine::move_aside(dir, &path, &reason);
-                quarantined += 1;
-                continue;
-            }
-            // Each is read through once here, then closed unless it is the newest.
-            match Generation::open(&path, gens.newest_settings(), false) {
-                Ok((g, contents)) => {
-                    if contents.damaged > 0 {
-                        error!(generation = %path.display(), records = contents.damaged, "Damaged outbox records removed");
-                    }
-                    corrupt += contents.damaged;
-                    max_seq = max_seq.max(contents.max_seq);
-                    for (s, o) in contents.max_ordinal {
-                        let next = ordinals.entry(s).or_insert(0);
-                        *next = (*next).max(o + 1);
-                    }
-                    gens.insert(first_seq, g);
-                }
-                Err(e) if e.damaged => {
-                    quarantine::move_aside(dir, &path, &e.reason);
-                    quarantined += 1;
-                }
-                Err(e) => {
-                    // Not damaged, only unreadable now: left as it is for the next start.
-                    error!(generation = %path.display(), error = %e, "Cannot read outbox generation; its records wait for the next start");
-                    skipped = true;
-                }
-            }
-        }
-
-        let next_seq = persisted
-            .reserved_seq
-            .max(max_seq.map_or(0, |s| s + 1))
-            // A lost state file must not let ids be reused.
-            .max(if quarantined > 0 || skipped {
-                max_seq.unwrap_or(0) + state_file::SEQ_BLOCK
-            } else {
-                0
-            });
-        persisted.counters.quarantined += quarantined;
-        persisted.closed.clear();
-        persisted.counters.corrupt += corrupt;
+        let Recovered {
+            gens,
+            next_seq,
+            persisted,
+            ordinals,
+        } = recovery::recover(dir, config);
         let (records, bytes) = gens
             .values()
             .fold((0, 0), |(r, b), g| (r + g.records, b + g.bytes));
@@ -581,32 +480,6 @@ fn oldest_stored_at(gens: &mut Generations, p: u8) -> Option<u64> {
         .ok()
         .map(|e| e.stored_at_ms)
         .filter(|&t| t > 0)
-}
-
-/// Why a generation's files look truncated since the last clean close, if they do.
-fn truncated(path: &Path, closed: &BTreeMap<String, u64>) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let expected = *closed.get(name)?;
-    let len = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
-    (len < expected).then(|| {
-        format!("db file is {len} bytes, {expected} at the last clean shutdown: truncated")
-    })
-}
-
-/// `(first seq, path)` of every generation directory, oldest first.
-fn generation_dirs(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            let first = generation::parse_dir_name(name.to_str()?)?;
-            e.file_type().ok()?.is_dir().then(|| (first, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 impl Shared {

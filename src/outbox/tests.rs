@@ -1,3 +1,4 @@
+use super::recovery::generation_dirs;
 use super::*;
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,9 @@ pub use detect::{decode_yolo, nms, Candidate, DetectedBox, Detector};
 pub use postprocess::{ClassScore, InferenceResult, Postprocessor, RawOutput};
 pub use preprocess::Preprocessor;
 pub use queue::{FrameQueue, QueueClosed, SensorPort};
-pub use serving::{Change, ModelSlot, Serving, SlotEvent, SlotEventKind, SlotInfo, TrialPolicy};
+pub use serving::{
+    Change, ModelSlot, Serving, ServingError, SlotEvent, SlotEventKind, SlotInfo, TrialPolicy,
+};
 pub use stats::{LatencySummary, LatencyWindow, SensorStats, SensorTotals};
 pub use worker::{Worker, WorkerHandle};
 

@@ -7,8 +7,9 @@
 //! swap never waits for a lock on the inference path and never drops a frame.
 
 use super::stats::LatencyWindow;
-use super::{InferenceResult, Postprocessor, Preprocessor};
-use crate::model::LoadedModel;
+use super::{InferenceResult, PipelineError, Postprocessor, Preprocessor};
+use crate::config::ModelConfig;
+use crate::model::{LoadedModel, ModelError};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -30,6 +31,38 @@ pub struct Serving {
     pub post: Postprocessor,
     /// The operator's name for this version.
     pub label: Option<String>,
+}
+
+/// Why a model's config cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServingError {
+    /// The model file does not load on its backend.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The pre- or post-processing does not fit the model.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+impl Serving {
+    /// Loads the model `config` names with its pre- and post-processing; `label` is the
+    /// operator's name for this version.
+    pub fn load(config: &ModelConfig, label: Option<String>) -> Result<Serving, ServingError> {
+        let model = LoadedModel::load(config)?;
+        let pre = Preprocessor::new(&config.id, &config.preprocess, model.input())?;
+        let post = Postprocessor::new(
+            &config.id,
+            &config.postprocess,
+            model.outputs(),
+            pre.image_size(),
+        )?;
+        Ok(Serving {
+            model: Arc::new(model),
+            pre,
+            post,
+            label,
+        })
+    }
 }
 
 /// When a version on trial is committed.

@@ -12,9 +12,8 @@ pub use verify::Refusal;
 
 use crate::config::{Config, ModelConfig, OtaConfig};
 use crate::model::store::{Event, ModelStore, Version};
-use crate::model::LoadedModel;
 use crate::pipeline::{
-    Change, ModelSlot, Postprocessor, Preprocessor, Serving, SlotEvent, SlotEventKind, TrialPolicy,
+    Change, ModelSlot, Serving, ServingError, SlotEvent, SlotEventKind, TrialPolicy,
 };
 use finished::Finished;
 use protocol::{Activation, Manifest, Progress, State};
@@ -419,12 +418,10 @@ impl Ota {
     /// Loads an installed version (`None`: the config's own file) with its pre- and
     /// post-processing.
     fn load(&self, config: &ModelConfig, version: Option<&Version>) -> Result<Serving, Refusal> {
-        let mut cfg = config.clone();
-        if let Some(v) = version {
-            cfg.path = self.store.file(&config.id, &v.sha256);
-            cfg.sha256 = Some(v.sha256.clone());
+        match version {
+            Some(v) => serving_of(&self.store.config_for(config, v), v.label.clone()),
+            None => serving_of(config, None),
         }
-        serving_of(&cfg, version.and_then(|v| v.label.clone()))
     }
 
     fn model(&self, model: &str) -> Result<&(ModelConfig, Arc<ModelSlot>), Refusal> {
@@ -522,29 +519,11 @@ fn unix_now() -> u64 {
 
 /// Loads what a model's config resolves to, for a worker to serve.
 pub fn serving_of(config: &ModelConfig, label: Option<String>) -> Result<Serving, Refusal> {
-    let model = LoadedModel::load(config).map_err(|e| Refusal {
-        code: "not_loadable",
+    Serving::load(config, label).map_err(|e| Refusal {
+        code: match e {
+            ServingError::Model(_) => "not_loadable",
+            ServingError::Pipeline(_) => "incompatible",
+        },
         message: e.to_string(),
-    })?;
-    let pre =
-        Preprocessor::new(&config.id, &config.preprocess, model.input()).map_err(|e| Refusal {
-            code: "incompatible",
-            message: e.to_string(),
-        })?;
-    let post = Postprocessor::new(
-        &config.id,
-        &config.postprocess,
-        model.outputs(),
-        pre.image_size(),
-    )
-    .map_err(|e| Refusal {
-        code: "incompatible",
-        message: e.to_string(),
-    })?;
-    Ok(Serving {
-        model: Arc::new(model),
-        pre,
-        post,
-        label,
     })
 }
