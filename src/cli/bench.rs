@@ -512,23 +512,19 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
             (r.frame_median_us, r.pre_median_us, r.post_median_us)
         {
             println!(
-                "{}: per frame {:.2} ms vs inference alone {:.2} ms = {:.3}x; pre-processing {:.3} ms + post-processing {:.3} ms = {:.1}% of inference",
+                "{}: per frame {:.2} ms vs inference alone {:.2} ms = {:.3}x; {}",
                 r.backend,
                 frame / 1e3,
                 r.median_us / 1e3,
                 frame / r.median_us,
-                pre / 1e3,
-                post / 1e3,
-                100.0 * (pre + post) / r.median_us
+                our_share(pre, post, r.median_us)
             );
         }
         if let (Some(pre), Some(post)) = (r.pre_in_frame_median_us, r.post_in_frame_median_us) {
             println!(
-                "{}: inside the frame, pre-processing {:.3} ms + post-processing {:.3} ms = {:.1}% of inference",
+                "{}: inside the frame, {}",
                 r.backend,
-                pre / 1e3,
-                post / 1e3,
-                100.0 * (pre + post) / r.median_us
+                our_share(pre, post, r.median_us)
             );
         }
         if let (Some(frame), Some(gapped)) = (r.frame_median_us, r.gapped_median_us) {
@@ -541,4 +537,14 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
             );
         }
     }
+}
+
+/// Pre- and post-processing times (µs) and their share of `inference_us`, for the report.
+fn our_share(pre_us: f64, post_us: f64, inference_us: f64) -> String {
+    format!(
+        "pre-processing {:.3} ms + post-processing {:.3} ms = {:.1}% of inference",
+        pre_us / 1e3,
+        post_us / 1e3,
+        100.0 * (pre_us + post_us) / inference_us
+    )
 }
