@@ -150,7 +150,8 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
     broker.stop();
     let stored_before = daemon.stored_ids().len();
     std::thread::sleep(Duration::from_millis(1500));
-    let made_while_down = daemon.stored_ids().len() - stored_before;
+    let while_down: Vec<String> = daemon.stored_ids()[stored_before..].to_vec();
+    let made_while_down = while_down.len();
     assert!(
         made_while_down >= 20,
         "only {made_while_down} predictions while the broker was down"
@@ -179,17 +180,39 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
     let ids = consumer.ids();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), N, "none lost, none extra");
-    // First arrivals are in outbox order: the backlog came oldest first, before newer predictions.
+    // By first arrival, the backlog came oldest first, marked historical, and what was made
+    // while the broker was down is all in it; live predictions, which may be interleaved with
+    // the backlog so as not to wait behind it, came in order too.
     let mut seen = BTreeSet::new();
-    let firsts: Vec<u64> = ids
+    let firsts: Vec<(u64, bool)> = consumer
+        .json()
         .iter()
-        .filter(|id| seen.insert(id.to_string()))
-        .map(|id| seq_of(id))
+        .filter(|(_, v)| seen.insert(v["id"].as_str().unwrap().to_string()))
+        .map(|(_, v)| {
+            (
+                seq_of(v["id"].as_str().unwrap()),
+                v["historical"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert!(
-        firsts.windows(2).all(|w| w[0] < w[1]),
-        "out of order: {firsts:?}"
-    );
+    for historical in [true, false] {
+        let lane: Vec<u64> = firsts
+            .iter()
+            .filter(|(_, h)| *h == historical)
+            .map(|(seq, _)| *seq)
+            .collect();
+        assert!(
+            lane.windows(2).all(|w| w[0] < w[1]),
+            "out of order (historical: {historical}): {lane:?}\nall: {firsts:?}"
+        );
+    }
+    for id in &while_down {
+        let seq = seq_of(id);
+        assert!(
+            firsts.contains(&(seq, true)),
+            "{id}, made while the broker was down, did not arrive first as historical: {firsts:?}"
+        );
+    }
     let frames: BTreeSet<u64> = consumer
         .json()
         .iter()
