@@ -169,8 +169,8 @@ impl Resampler {
                     vertical(src, stride, row0, weights, x0, columns);
                     horizontal(&self.columns, &plan.cols, norm.order, row);
                     match layout {
-                        Layout::Nchw => write_nchw(row, norm, out, y, width),
-                        Layout::Nhwc => write_nhwc(row, norm, out, y, width),
+                        Layout::Nchw => write_nchw_from(0, row, norm, out, y, width),
+                        Layout::Nhwc => write_nhwc_from(0, row, norm, out, y, width),
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
@@ -225,18 +225,8 @@ fn horizontal(columns: &[f32], cols: &Axis, order: [usize; 3], row: &mut [f32]) 
     }
 }
 
-/// Normalises output row `y` (`row`: interleaved, model channel order) into three planes.
-pub(super) fn write_nchw(
-    row: &[f32],
-    norm: &Norm,
-    out: &mut [MaybeUninit<f32>],
-    y: usize,
-    width: usize,
-) {
-    write_nchw_from(0, row, norm, out, y, width);
-}
-
-/// [`write_nchw`] for the pixels from `x0` on.
+/// Normalises output row `y` (`row`: interleaved, model channel order) into three planes, from
+/// pixel `x0` on (the SIMD kernel writes the pixels before it).
 pub(super) fn write_nchw_from(
     x0: usize,
     row: &[f32],
@@ -254,18 +244,8 @@ pub(super) fn write_nchw_from(
     }
 }
 
-/// Normalises output row `y` (`row`: interleaved, model channel order) into interleaved values.
-pub(super) fn write_nhwc(
-    row: &[f32],
-    norm: &Norm,
-    out: &mut [MaybeUninit<f32>],
-    y: usize,
-    width: usize,
-) {
-    write_nhwc_from(0, row, norm, out, y, width);
-}
-
-/// [`write_nhwc`] for the values from `i0` on (of `3 · width`).
+/// Normalises output row `y` (`row`: interleaved, model channel order) into interleaved values,
+/// from value `i0` (of `3 · width`) on (the SIMD kernel writes the values before it).
 pub(super) fn write_nhwc_from(
     i0: usize,
     row: &[f32],
