@@ -27,6 +27,11 @@ fn sha(path: &Path) -> String {
     edgeinfer::model::sha256_file(path).unwrap()
 }
 
+/// The version the status shows for a model file: the first 12 hex digits of its sha256.
+fn version(path: &Path) -> String {
+    sha(path)[..12].to_string()
+}
+
 fn test_model(name: &str) -> PathBuf {
     repo(&format!("models/test/{name}"))
 }
@@ -169,7 +174,7 @@ fn a_pushed_model_serves_without_a_gap_and_is_kept_across_a_restart() {
     std::fs::write(&config, config_text).unwrap();
 
     let daemon = Daemon::start(&config);
-    let v1 = sha(&repo("models/vibration.onnx"))[..12].to_string();
+    let v1 = version(&repo("models/vibration.onnx"));
     wait_status(&peer, &daemon, "v1 online", |s| {
         s["online"] == true && s["models"][0]["version"] == v1.as_str()
     });
@@ -177,7 +182,7 @@ fn a_pushed_model_serves_without_a_gap_and_is_kept_across_a_restart() {
 
     let v2_file = test_model("vibration-v2.onnx");
     let v2_sha = sha(&v2_file);
-    let v2 = v2_sha[..12].to_string();
+    let v2 = version(&v2_file);
     let broker_args = vec![
         "--broker".to_string(),
         broker.url(),
@@ -376,7 +381,7 @@ impl Rig {
 fn bad_transfers_are_refused_with_their_reason_and_the_old_model_keeps_serving() {
     let rig = Rig::new();
     let daemon = Daemon::start(&rig.config);
-    let v1 = sha(&repo("models/vibration.onnx"))[..12].to_string();
+    let v1 = version(&repo("models/vibration.onnx"));
     wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
     let golden = test_model("golden-low.npy");
     let v2 = test_model("vibration-v2.onnx");
@@ -529,7 +534,7 @@ fn an_interrupted_transfer_resumes_after_a_broker_restart_and_a_daemon_kill() {
     let file = test_model("vibration-slow.onnx");
     let chunks = std::fs::metadata(&file).unwrap().len().div_ceil(1024) as usize;
     assert!(chunks >= 6);
-    let transfer = format!("vibration-{}", &sha(&file)[..12]);
+    let transfer = format!("vibration-{}", version(&file));
 
     let m = rig.manifest(&transfer, &file, 1024, |m| m.activate = Activation::None);
     rig.peer
@@ -603,10 +608,10 @@ fn an_interrupted_transfer_resumes_after_a_broker_restart_and_a_daemon_kill() {
 fn a_shadow_run_reports_agreement_and_versions_are_switched_by_command() {
     let rig = Rig::new();
     let daemon = Daemon::start(&rig.config);
-    let v1 = sha(&repo("models/vibration.onnx"))[..12].to_string();
+    let v1 = version(&repo("models/vibration.onnx"));
     wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
     let v2_file = test_model("vibration-v2.onnx");
-    let v2 = sha(&v2_file)[..12].to_string();
+    let v2 = version(&v2_file);
 
     let out = push(
         &rig.broker_args(),
@@ -678,10 +683,10 @@ fn a_trial_cut_short_by_a_crash_is_rolled_back_when_the_daemon_starts_again() {
     // A trial that never ends by itself.
     let rig = Rig::with("[remote.ota]\ntrial_predictions = 1000000\n");
     let mut daemon = Daemon::start(&rig.config);
-    let v1 = sha(&repo("models/vibration.onnx"))[..12].to_string();
+    let v1 = version(&repo("models/vibration.onnx"));
     wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
     let v2_file = test_model("vibration-v2.onnx");
-    let v2 = sha(&v2_file)[..12].to_string();
+    let v2 = version(&v2_file);
     let out = push(
         &rig.broker_args(),
         &rig.key_file,

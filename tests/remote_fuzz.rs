@@ -43,6 +43,50 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Publishes 200 cases drawn from `strategy`, each as the topic and payload
+/// `topic_and_payload` makes of it; returns how many were sent.
+fn publish_cases<S: Strategy>(
+    peer: &Peer,
+    strategy: S,
+    topic_and_payload: impl Fn(S::Value) -> (String, Vec<u8>),
+) -> usize {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let sent = std::cell::Cell::new(0usize);
+    runner
+        .run(&strategy, |case| {
+            let (topic, bytes) = topic_and_payload(case);
+            peer.publish(&topic, bytes);
+            sent.set(sent.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+    sent.get()
+}
+
+/// Waits until `sent` answers have arrived on topics ending in `suffix`; returns them all.
+fn wait_answers(peer: &Peer, daemon: &Daemon, suffix: &str, sent: usize) -> Vec<serde_json::Value> {
+    let answers = || -> Vec<serde_json::Value> {
+        peer.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with(suffix))
+            .map(|(_, body)| serde_json::from_slice(body).unwrap())
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || answers().len() >= sent),
+        "{} answers for {sent} messages; log:\n{}",
+        answers().len(),
+        daemon.log()
+    );
+    answers()
+}
+
 #[test]
 fn random_payloads_on_every_command_topic_are_answered_and_the_daemon_keeps_serving() {
     let broker = Broker::start();
@@ -64,40 +108,12 @@ fn random_payloads_on_every_command_topic_are_answered_and_the_daemon_keeps_serv
         daemon.log()
     );
 
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 200,
-        failure_persistence: None,
-        ..ProptestConfig::default()
+    let sent = publish_cases(&peer, (0..NAMES.len(), payload()), |(name, bytes)| {
+        (format!("edgeinfer/t1/cmd/{}", NAMES[name]), bytes)
     });
-    let sent = std::cell::Cell::new(0usize);
-    runner
-        .run(&(0..NAMES.len(), payload()), |(name, bytes)| {
-            peer.publish(&format!("edgeinfer/t1/cmd/{}", NAMES[name]), bytes);
-            sent.set(sent.get() + 1);
-            Ok(())
-        })
-        .unwrap();
-    let sent = sent.get();
-    let results = || {
-        peer.messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/result"))
-            .count()
-    };
-    assert!(
-        wait_until(Duration::from_secs(60), || results() >= sent),
-        "{} results for {sent} payloads; log:\n{}",
-        results(),
-        daemon.log()
-    );
-    for (topic, body) in peer.messages.lock().unwrap().iter() {
-        if topic.ends_with("/result") {
-            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-            assert_eq!(v["ok"], false, "a random payload was obeyed: {v}");
-            assert!(v["error"]["code"].is_string(), "{v}");
-        }
+    for v in wait_answers(&peer, &daemon, "/result", sent) {
+        assert_eq!(v["ok"], false, "a random payload was obeyed: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
     }
     // Still serving commands and predictions.
     let (id, ping) = signed_command(&key, "t1", "ping", u64::MAX / 2, json!({}));
@@ -133,53 +149,26 @@ fn random_messages_on_the_update_topics_are_refused_and_change_nothing() {
         })
         .unwrap_or_else(|| panic!("{}", daemon.log()));
 
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 200,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
-    let sent = std::cell::Cell::new(0usize);
     let level = "[A-Za-z0-9_.-]{1,12}";
-    runner
-        .run(
-            &(0..3usize, level, "[0-9a-z-]{1,6}", payload()),
-            |(kind, transfer, n, bytes)| {
-                let topic = match kind {
-                    0 => format!("edgeinfer/t1/ota/{transfer}/manifest"),
-                    1 => format!("edgeinfer/t1/ota/{transfer}/chunk/{n}"),
-                    _ => format!("edgeinfer/t1/ota/{transfer}/end"),
-                };
-                peer.publish(&topic, bytes);
-                sent.set(sent.get() + 1);
-                Ok(())
-            },
-        )
-        .unwrap();
-    let sent = sent.get();
-    let answers = || {
-        peer.messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/progress"))
-            .count()
-    };
-    // Every message is answered: a refused manifest, a chunk or an end of no known transfer.
-    assert!(
-        wait_until(Duration::from_secs(60), || answers() >= sent),
-        "{} answers for {sent} messages; log:\n{}",
-        answers(),
-        daemon.log()
+    let sent = publish_cases(
+        &peer,
+        (0..3usize, level, "[0-9a-z-]{1,6}", payload()),
+        |(kind, transfer, n, bytes)| {
+            let topic = match kind {
+                0 => format!("edgeinfer/t1/ota/{transfer}/manifest"),
+                1 => format!("edgeinfer/t1/ota/{transfer}/chunk/{n}"),
+                _ => format!("edgeinfer/t1/ota/{transfer}/end"),
+            };
+            (topic, bytes)
+        },
     );
-    for (topic, body) in peer.messages.lock().unwrap().iter() {
-        if topic.ends_with("/progress") {
-            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-            assert!(
-                v["state"] == "rejected" || v["state"] == "chunk_refused",
-                "a random message was taken: {v}"
-            );
-            assert!(v["code"].is_string(), "{v}");
-        }
+    // Every message is answered: a refused manifest, a chunk or an end of no known transfer.
+    for v in wait_answers(&peer, &daemon, "/progress", sent) {
+        assert!(
+            v["state"] == "rejected" || v["state"] == "chunk_refused",
+            "a random message was taken: {v}"
+        );
+        assert!(v["code"].is_string(), "{v}");
     }
     // Nothing was staged or installed, and the model serving is the one it was.
     let staged = std::fs::read_dir(dir.path().join("state/ota"))

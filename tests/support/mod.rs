@@ -24,15 +24,12 @@ pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const COUNT: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(2_654_435_761) % COUNT,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    // Test binaries run one after another, but each starts from its own place in the range.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % COUNT;
     for _ in 0..COUNT {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        let n = start + CALLS.fetch_add(1, Ordering::SeqCst) % COUNT;
+        let port = (FIRST + n % COUNT) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
