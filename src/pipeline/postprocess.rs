@@ -204,7 +204,17 @@ impl Postprocessor {
                 scores.truncate(classes);
                 activate(&mut scores, *activation);
                 let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
-                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                // Best first, ties by class index. Only the best `top_k` are put in order: a
+                // selection is linear, sorting a thousand classes is not.
+                let best_first =
+                    |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+                if *top_k < ranked.len() {
+                    if *top_k > 0 {
+                        ranked.select_nth_unstable_by(*top_k - 1, best_first);
+                    }
+                    ranked.truncate(*top_k);
+                }
+                ranked.sort_unstable_by(best_first);
                 let top = ranked
                     .into_iter()
                     .filter(|(_, s)| *s >= *threshold)
@@ -341,6 +351,27 @@ mod tests {
         };
         assert_eq!(top.len(), 1);
         assert_eq!(top[0].label, "1");
+    }
+
+    #[test]
+    fn top_k_equals_a_full_sort_with_ties_by_class_index() {
+        // 1000 scores with many ties (values repeat every 37 classes).
+        let scores: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 37) as f32).collect();
+        let out = vec![Tensor::from_shape(&[1, 1000], &scores).unwrap()];
+        let mut sorted: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for k in [0, 1, 5, 30, 999, 1000, 1500] {
+            let mut cfg = classify(k, 0.0, None);
+            if let PostprocessConfig::Classify { activation, .. } = &mut cfg {
+                *activation = Activation::None;
+            }
+            let p = Postprocessor::new("m", &cfg, &["y".into()], None).unwrap();
+            let InferenceResult::Classes { top } = p.apply(&out).unwrap() else {
+                panic!("not classes")
+            };
+            let got: Vec<(usize, f32)> = top.iter().map(|c| (c.index, c.score)).collect();
+            assert_eq!(got, sorted[..k.min(1000)], "top {k}");
+        }
     }
 
     #[test]

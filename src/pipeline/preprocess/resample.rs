@@ -84,6 +84,29 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The source rows that output row `y + PREFETCH_ROWS` reads and no row before it prefetched
+    /// (`fetched` is the end of those): the vertical pass of row `y` prefetches them.
+    #[cfg(target_arch = "x86_64")]
+    fn rows_ahead(&self, y: usize, fetched: &mut usize) -> std::ops::Range<usize> {
+        let ahead = y + PREFETCH_ROWS;
+        if ahead >= self.rows.starts.len() {
+            return 0..0;
+        }
+        let first = self.rows.first + self.rows.starts[ahead];
+        let end = first + self.rows.of(ahead).len();
+        let from = first.max(*fetched);
+        *fetched = end.max(*fetched);
+        from..end.max(from)
+    }
+}
+
+/// How many output rows ahead the vertical pass prefetches source rows: at two, the lines
+/// arrive well before they are read (an output row takes about a microsecond) and no more than
+/// a few rows are in flight.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_ROWS: usize = 2;
+
 /// Which kernels to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kernels {
@@ -159,6 +182,8 @@ impl Resampler {
         let stride = 3 * img.width() as usize;
         let x0 = 3 * plan.cols.first;
         let n = 3 * plan.cols.span;
+        // Source rows up to here have been prefetched (AVX2 kernels).
+        let mut fetched = 0;
         for y in 0..height {
             let row0 = plan.rows.first + plan.rows.starts[y];
             let weights = plan.rows.of(y);
@@ -177,7 +202,8 @@ impl Resampler {
                 // SAFETY: `Kernels::detect` found AVX2 and FMA (tests pick these kernels only
                 // where it does). The kernels check the lengths they rely on.
                 Kernels::Avx2 => unsafe {
-                    super::avx2::vertical(src, stride, row0, weights, x0, columns);
+                    let prefetch = plan.rows_ahead(y, &mut fetched);
+                    super::avx2::vertical(src, stride, row0, weights, x0, columns, prefetch);
                     super::avx2::horizontal(
                         &self.columns,
                         &plan.paired.0,
@@ -327,6 +353,49 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn rows_are_prefetched_once_each_and_before_they_are_read() {
+        for key in [
+            // 640x480 to 256x256, centre crop 224x224.
+            [80.0, 30.0, 560.0, 420.0],
+            [0.0, 0.0, 640.0, 480.0],
+            [0.0, 0.0, 640.0, 2.0],
+        ] {
+            let plan = Plan::new(Key {
+                source: (640, 480),
+                window: key,
+                output: (224, 224),
+            });
+            let reads = |y: usize| {
+                let first = plan.rows.first + plan.rows.starts[y];
+                first..first + plan.rows.of(y).len()
+            };
+            let (mut fetched, mut seen) = (0, Vec::new());
+            for y in 0..224 {
+                let ahead = plan.rows_ahead(y, &mut fetched);
+                assert!(ahead.end <= 480, "row {y}: {ahead:?}");
+                seen.extend(ahead);
+                // What row y reads was prefetched by an earlier row, or is one of the first
+                // rows' own.
+                if y >= PREFETCH_ROWS {
+                    let first_read = reads(PREFETCH_ROWS).start;
+                    for r in reads(y) {
+                        assert!(r < first_read || seen.contains(&r), "row {y} reads {r}");
+                    }
+                }
+            }
+            let mut unique = seen.clone();
+            unique.dedup();
+            assert_eq!(unique, seen, "a row prefetched twice");
+            let read: Vec<usize> = (0..224).flat_map(reads).collect();
+            assert!(
+                seen.iter().all(|r| read.contains(r)),
+                "{seen:?}: not all read"
+            );
         }
     }
 
