@@ -11,6 +11,7 @@ use super::Norm;
 use crate::config::Layout;
 use image::RgbImage;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Weight tables and row buffers, kept from frame to frame.
 #[derive(Debug, Default)]
@@ -82,19 +83,22 @@ impl Plan {
             paired,
         }
     }
-}
 
-impl Plan {
+    /// The source rows output row `y` reads.
+    fn source_rows(&self, y: usize) -> Range<usize> {
+        let first = self.rows.first + self.rows.starts[y];
+        first..first + self.rows.of(y).len()
+    }
+
     /// The source rows that output row `y + PREFETCH_ROWS` reads and no row before it prefetched
     /// (`fetched` is the end of those): the vertical pass of row `y` prefetches them.
     #[cfg(target_arch = "x86_64")]
-    fn rows_ahead(&self, y: usize, fetched: &mut usize) -> std::ops::Range<usize> {
+    fn rows_ahead(&self, y: usize, fetched: &mut usize) -> Range<usize> {
         let ahead = y + PREFETCH_ROWS;
         if ahead >= self.rows.starts.len() {
             return 0..0;
         }
-        let first = self.rows.first + self.rows.starts[ahead];
-        let end = first + self.rows.of(ahead).len();
+        let Range { start: first, end } = self.source_rows(ahead);
         let from = first.max(*fetched);
         *fetched = end.max(*fetched);
         from..end.max(from)
@@ -185,7 +189,7 @@ impl Resampler {
         // Source rows up to here have been prefetched (AVX2 kernels).
         let mut fetched = 0;
         for y in 0..height {
-            let row0 = plan.rows.first + plan.rows.starts[y];
+            let row0 = plan.source_rows(y).start;
             let weights = plan.rows.of(y);
             let columns = &mut self.columns[..n];
             let row = &mut self.row;
@@ -370,10 +374,7 @@ mod tests {
                 window: key,
                 output: (224, 224),
             });
-            let reads = |y: usize| {
-                let first = plan.rows.first + plan.rows.starts[y];
-                first..first + plan.rows.of(y).len()
-            };
+            let reads = |y: usize| plan.source_rows(y);
             let (mut fetched, mut seen) = (0, Vec::new());
             for y in 0..224 {
                 let ahead = plan.rows_ahead(y, &mut fetched);
