@@ -82,9 +82,21 @@ fn interface_exists(name: &str) -> bool {
 }
 
 /// Publishes `count` QoS 1 messages of `size` bytes to `topic` at `host`, returning once the broker
-/// acknowledged them all (or after two minutes). The session is persistent, so a reconnect under heavy loss resends what
-/// was not acknowledged.
+/// acknowledged them all (or after two minutes). The session is persistent, so a reconnect under
+/// heavy loss resends what was not acknowledged. Should the broker answer a reconnect without the
+/// session, rumqttc drops what it had not got acknowledged (as MQTT 3.1.1 lets it), so every
+/// message is published again with a new session: at least once, like the daemon's outbox.
 fn publish_all(host: &str, topic: &str, count: usize, size: usize) {
+    for round in 1..=3 {
+        if !publish_round(host, topic, count, size) {
+            return;
+        }
+        eprintln!("publisher: round {round} lost its session, publishing everything again");
+    }
+}
+
+/// One round of [`publish_all`]; true if a reconnect found the session gone.
+fn publish_round(host: &str, topic: &str, count: usize, size: usize) -> bool {
     let mut opts = MqttOptions::new(client_id("publisher"), host, PORT);
     opts.set_clean_session(false);
     opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -94,12 +106,16 @@ fn publish_all(host: &str, topic: &str, count: usize, size: usize) {
     network.set_connection_timeout(30);
     connection.eventloop.set_network_options(network);
     let acks = std::thread::spawn(move || {
-        let mut acked = 0;
+        let (mut acked, mut connected, mut session_lost) = (0, false, false);
         // Generous: a reconnect under 20% loss can wait on retransmitted SYNs for a while.
         let end = Instant::now() + Duration::from_secs(120);
-        while acked < count && Instant::now() < end {
+        while acked < count && !session_lost && Instant::now() < end {
             match connection.recv_timeout(Duration::from_millis(200)) {
                 Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                Ok(Ok(Event::Incoming(Packet::ConnAck(c)))) => {
+                    session_lost = connected && !c.session_present;
+                    connected = true;
+                }
                 Ok(Err(e)) => {
                     eprintln!("publisher: {e}, reconnecting");
                     std::thread::sleep(Duration::from_millis(100));
@@ -107,22 +123,27 @@ fn publish_all(host: &str, topic: &str, count: usize, size: usize) {
                 _ => {}
             }
         }
-        acked
+        (acked, session_lost)
     });
     for i in 0..count {
         let mut payload = format!("{i:06}").into_bytes();
         payload.resize(size, b'.');
-        client
+        // After a lost session the event loop may be gone; the next round publishes anew.
+        if client
             .publish(topic, QoS::AtLeastOnce, false, payload)
-            .unwrap();
+            .is_err()
+        {
+            break;
+        }
     }
-    let acked = acks.join().unwrap();
+    let (acked, session_lost) = acks.join().unwrap();
     // A PUBACK lost with a dropped connection is not counted although the message arrived; the
     // callers check arrivals at the consumer, which is what matters.
     if acked < count {
         eprintln!("publisher: {acked} of {count} acknowledged on the connections it saw");
     }
     let _ = client.try_disconnect();
+    session_lost
 }
 
 /// Distinct messages received, by topic and the number `publish_all` put in front.
