@@ -99,6 +99,29 @@ impl Axis {
     pub fn of(&self, o: usize) -> &[f32] {
         &self.weights[o * self.taps..][..self.lens[o]]
     }
+
+    /// The weights as integers that sum to `one` for each output, laid out as `weights`.
+    ///
+    /// Each output's running sum is rounded, not each weight: a weight is off by less than one
+    /// unit, and the errors do not add up along the filter.
+    pub fn fixed_point(&self, one: u16) -> Vec<u16> {
+        let mut fixed = vec![0; self.weights.len()];
+        for (o, (slots, weights)) in fixed
+            .chunks_exact_mut(self.taps.max(1))
+            .zip(self.weights.chunks_exact(self.taps.max(1)))
+            .enumerate()
+        {
+            let total: f64 = weights[..self.lens[o]].iter().map(|&w| f64::from(w)).sum();
+            let (mut sum, mut placed) = (0.0, 0u32);
+            for (slot, &w) in slots.iter_mut().zip(&weights[..self.lens[o]]) {
+                sum += f64::from(w);
+                let to = (sum / total * f64::from(one)).round() as u32;
+                *slot = (to - placed) as u16;
+                placed = to;
+            }
+        }
+        fixed
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +149,27 @@ mod tests {
                     assert!(a.weights[o * a.taps + a.lens[o]..(o + 1) * a.taps]
                         .iter()
                         .all(|&w| w == 0.0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_point_weights_sum_to_one_unit_each_within_one_of_the_exact_weight() {
+        for (in_size, in0, in1, out) in [
+            (480, 30.0, 450.0, 224),
+            (17, 0.0, 17.0, 40),
+            (4000, 0.0, 4000.0, 3),
+            (1, 0.0, 1.0, 5),
+        ] {
+            let a = Axis::new(in_size, in0, in1, out, 1);
+            let one = 255 * 256;
+            let fixed = a.fixed_point(one);
+            for o in 0..out {
+                let f = &fixed[o * a.taps..][..a.lens[o]];
+                assert_eq!(f.iter().map(|&w| u32::from(w)).sum::<u32>(), u32::from(one));
+                for (&w, &e) in f.iter().zip(a.of(o)) {
+                    assert!((f64::from(w) - f64::from(e) * f64::from(one)).abs() < 1.0);
                 }
             }
         }
