@@ -5,7 +5,7 @@
 //! horizontal pass uses fused multiply-adds (one rounding where the scalar code has two) and
 //! normalises with weights that include the scale (the scalar code scales the sum).
 
-use super::resample::Blocks;
+use super::resample::{by_source, Blocks};
 use crate::config::Layout;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -180,10 +180,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
     let bias = unsafe { _mm256_loadu_ps(blocks.bias.as_ptr()) };
     let order = blocks.order;
     // Where each source channel's plane starts.
-    let mut planes = [0; 3];
-    for (k, &c) in order.iter().enumerate() {
-        planes[c] = k * plane;
-    }
+    let planes = by_source(order, [0, plane, 2 * plane]);
     let (o0, o1, o2) = (order[0] as i32, order[1] as i32, order[2] as i32);
     let pack = _mm256_setr_epi32(o0, o1, o2, 3, 4 + o0, 4 + o1, 4 + o2, 7);
     let dst = out.as_mut_ptr() as *mut f32;

@@ -75,11 +75,10 @@ pub(super) struct Blocks {
 #[cfg(target_arch = "x86_64")]
 impl Blocks {
     fn new(cols: &Axis, norm: &Norm) -> Self {
-        let (mut scale, mut bias) = ([0f32; 3], [0f32; 3]);
-        for (k, &c) in norm.order.iter().enumerate() {
-            scale[c] = norm.scale[k];
-            bias[c] = norm.bias[k];
-        }
+        let (scale, bias) = (
+            by_source(norm.order, norm.scale),
+            by_source(norm.order, norm.bias),
+        );
         let width = cols.starts.len();
         let pairs: Vec<(usize, usize)> = (0..width.div_ceil(8))
             .flat_map(|b| (0..4).map(move |q| (8 * b + q, 8 * b + q + 4)))
@@ -111,6 +110,17 @@ impl Blocks {
             order: norm.order,
         }
     }
+}
+
+/// Values given per model channel (`order[k]` is the source channel of model channel `k`),
+/// indexed by source channel instead.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn by_source<T: Copy + Default>(order: [usize; 3], values: [T; 3]) -> [T; 3] {
+    let mut by_source = [T::default(); 3];
+    for (k, &c) in order.iter().enumerate() {
+        by_source[c] = values[k];
+    }
+    by_source
 }
 
 impl Plan {
@@ -366,7 +376,8 @@ mod tests {
                     let expected = reference(&img, &cfg, size.0, size.1);
                     let scalar = run(Kernels::Scalar, None, &img, &cfg, size);
                     for &k in &kernels {
-                        let ours = run(k, None, &img, &cfg, size);
+                        let mut r = Resampler::default();
+                        let ours = run(k, Some(&mut r), &img, &cfg, size);
                         assert!(
                             ours.iter().all(|v| v.is_finite()),
                             "{k:?}: unwritten values"
@@ -379,8 +390,7 @@ mod tests {
                         // The SIMD kernels sum the rows in fixed point (see `avx2::vertical`)
                         // and round fused multiply-adds once where the scalar code rounds
                         // twice.
-                        let [_, top, _, height] = crop_window(&img, &cfg);
-                        let taps = Axis::new(sh as usize, top, top + height, h, 1).taps;
+                        let taps = r.plan.as_ref().map_or(0, |p| p.rows.taps);
                         let bound = match k {
                             Kernels::Scalar => 0.0,
                             #[cfg(target_arch = "x86_64")]
