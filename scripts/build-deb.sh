@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Builds a Debian package of edgeinfer from a built binary, without extra tools (dpkg-deb only).
 #
-#   scripts/build-deb.sh [--binary PATH] [--arch DEB_ARCH] [--strip STRIP] [--out DIR] [--uncompressed]
+#   scripts/build-deb.sh [--binary PATH] [--arch DEB_ARCH] [--strip STRIP | --no-strip]
+#                        [--onnxruntime DIR] [--glibc VERSION] [--out DIR] [--uncompressed]
 #
 # Defaults: target/release/edgeinfer, this machine's architecture, `strip`, target/debian/.
 # The package installs the binary, the systemd unit (not enabled), the default config as a
 # conffile under /etc/edgeinfer/ (kept on upgrade), and creates the `edgeinfer` system user in the
 # video, audio and dialout groups. Nothing is started or enabled without the operator asking.
+#
+# --onnxruntime DIR bundles the onnxruntime library in DIR (libonnxruntime.so.<version>, with
+# libonnxruntime_providers_shared.so, LICENSE and ThirdPartyNotices.txt beside it, as
+# scripts/fetch-onnxruntime.sh writes them) under /usr/lib/edgeinfer/, where the daemon finds it
+# without ORT_DYLIB_PATH. --glibc is the oldest glibc the binary (and that library) run on, for
+# the package's Depends (default 2.34).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +22,16 @@ arch=$(dpkg --print-architecture)
 strip_tool=strip
 out=target/debian
 compression=(-Zxz)
+onnxruntime=
+glibc=2.34
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary=$2; shift 2 ;;
     --arch) arch=$2; shift 2 ;;
     --strip) strip_tool=$2; shift 2 ;;
+    --no-strip) strip_tool=; shift ;;
+    --onnxruntime) onnxruntime=$2; shift 2 ;;
+    --glibc) glibc=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --uncompressed) compression=(-Znone); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -33,7 +45,23 @@ trap 'rm -rf "$stage"' EXIT
 chmod 0755 "$stage"
 
 install -D -m 0755 "$binary" "$stage/usr/bin/edgeinfer"
-"$strip_tool" "$stage/usr/bin/edgeinfer"
+[ -z "$strip_tool" ] || "$strip_tool" "$stage/usr/bin/edgeinfer"
+depends="libc6 (>= $glibc), libasound2, adduser"
+if [ -n "$onnxruntime" ]; then
+  lib=$(find "$onnxruntime" -maxdepth 1 -name 'libonnxruntime.so.[0-9]*' | sort -V | tail -n 1)
+  for f in "$lib" "$onnxruntime/LICENSE" "$onnxruntime/ThirdPartyNotices.txt"; do
+    [ -n "$f" ] && [ -f "$f" ] || { echo "--onnxruntime $onnxruntime: needs libonnxruntime.so.<version>, LICENSE and ThirdPartyNotices.txt" >&2; exit 1; }
+  done
+  install -D -m 0644 "$lib" "$stage/usr/lib/edgeinfer/$(basename "$lib")"
+  ln -s "$(basename "$lib")" "$stage/usr/lib/edgeinfer/libonnxruntime.so"
+  if [ -f "$onnxruntime/libonnxruntime_providers_shared.so" ]; then
+    install -m 0644 "$onnxruntime/libonnxruntime_providers_shared.so" "$stage/usr/lib/edgeinfer/"
+  fi
+  install -D -m 0644 "$onnxruntime/LICENSE" "$stage/usr/share/doc/edgeinfer/onnxruntime/LICENSE"
+  install -m 0644 "$onnxruntime/ThirdPartyNotices.txt" "$stage/usr/share/doc/edgeinfer/onnxruntime/"
+  # onnxruntime is C++.
+  depends="$depends, libstdc++6"
+fi
 install -D -m 0644 systemd/edgeinfer.service "$stage/lib/systemd/system/edgeinfer.service"
 install -D -m 0644 src/config/default.toml "$stage/etc/edgeinfer/edgeinfer.toml"
 install -D -m 0644 README.md "$stage/usr/share/doc/edgeinfer/README.md"
@@ -45,7 +73,7 @@ Package: edgeinfer
 Version: $version
 Architecture: $arch
 Maintainer: edgeinfer developers <dev@edgeinfer.invalid>
-Depends: libc6 (>= 2.34), libasound2, adduser
+Depends: $depends
 Section: net
 Priority: optional
 Installed-Size: $(du -sk "$stage" | cut -f1)

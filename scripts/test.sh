@@ -8,7 +8,8 @@
 # fault tests put a broker in a network namespace of its own, which also takes root), and Python
 # with the packages in scripts/requirements.txt (onnxruntime is the reference the tests compare
 # against, and its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
-# Extra arguments go to `cargo test`.
+# Extra arguments go to `cargo test`. Without any, the ARM tests follow (scripts/test-arm.sh:
+# cross builds, qemu-user and full-system emulation), or a line saying why they were skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,3 +40,14 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
   export ORT_DYLIB_PATH
 fi
 cargo test --release --features ort "$@"
+
+# The whole suite (no arguments) also runs the ARM builds under emulation, where this machine can.
+if [ $# -eq 0 ]; then
+  arm_missing=$(PYTHON=${PYTHON:-python3} scripts/test-arm.sh --missing)
+  if [ -n "$arm_missing" ]; then
+    echo "skipped the ARM tests (scripts/test-arm.sh): missing" >&2
+    echo "$arm_missing" | sed 's/^/  /' >&2
+  else
+    PYTHON=${PYTHON:-python3} scripts/test-arm.sh
+  fi
+fi

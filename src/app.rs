@@ -102,6 +102,7 @@ pub async fn run(
     notifier: Option<Arc<Notifier>>,
     origin: Origin,
 ) -> Result<(), StartError> {
+    crate::backend::configure_onnxruntime(config.onnxruntime.library.clone());
     let data_dir = config.device.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),

@@ -5,11 +5,27 @@
 
 #[cfg(feature = "ort")]
 mod ort;
+#[cfg(feature = "ort")]
+pub mod ort_library;
 mod registry;
 mod tract;
 
 pub use self::registry::{by_name, candidates, compiled_names};
 pub use self::tract::TractBackend;
+
+/// Sets `[onnxruntime] library`, the file the onnxruntime backends load unless `ORT_DYLIB_PATH`
+/// names another (see `ort_library` for the whole search order).
+pub fn configure_onnxruntime(library: Option<PathBuf>) {
+    #[cfg(feature = "ort")]
+    ort::configure_library(library);
+    #[cfg(not(feature = "ort"))]
+    if let Some(path) = library {
+        tracing::warn!(
+            path = %path.display(),
+            "this build has no onnxruntime backend (cargo feature \"ort\"); [onnxruntime] library is ignored"
+        );
+    }
+}
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,10 +1,11 @@
 //! The onnxruntime backend (cargo feature `ort`), one backend per execution provider.
 //!
-//! The library is loaded at run time (`load-dynamic`) from `ORT_DYLIB_PATH`, or `libonnxruntime.so`
-//! on the library path: the PyPI `onnxruntime` wheel's `capi/libonnxruntime.so.*` on a PC, the
-//! JetPack build (with CUDA and TensorRT) on a Jetson. Nothing is downloaded at build time. A missing
-//! library makes every `ort-*` backend report "not available" rather than fail.
+//! The library is loaded at run time (`load-dynamic`), found as `ort_library` describes:
+//! `ORT_DYLIB_PATH`, `[onnxruntime] library`, a system or JetPack onnxruntime (with CUDA and
+//! TensorRT on a Jetson), then the copy the package bundles. Nothing is downloaded at build time. A
+//! missing or unusable library makes every `ort-*` backend report "not available" rather than fail.
 
+use super::ort_library;
 use super::{Backend, BackendError, PrepareOptions, PreparedModel, TensorSpec};
 use crate::config::OrtOptions;
 use ort::environment::Environment;
@@ -111,30 +112,100 @@ impl OrtBackend {
     }
 }
 
-/// The process-wide onnxruntime environment, or why the library could not be loaded.
+/// The library path from `[onnxruntime] library`, set at start-up and on each reload.
+static CONFIGURED_LIBRARY: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets `[onnxruntime] library` (`None` when the config has no such key). The library is loaded
+/// once per process, when a backend first needs it: a change after that is logged and takes
+/// effect at the next start.
+pub fn configure_library(path: Option<PathBuf>) {
+    if let Some((in_effect, _)) = ENV.get() {
+        if *in_effect != path {
+            tracing::warn!(
+                "[onnxruntime] library changed; onnxruntime is loaded once per process, so the change takes effect at the next start"
+            );
+        }
+    }
+    *CONFIGURED_LIBRARY.lock().unwrap_or_else(|p| p.into_inner()) = path;
+}
+
+/// The onnxruntime environment and the library it came from.
+struct Loaded {
+    environment: Environment,
+}
+
+/// The `[onnxruntime] library` setting the search ran with, and what it found.
+static ENV: OnceLock<(Option<PathBuf>, Result<Loaded, String>)> = OnceLock::new();
+
+/// The process-wide onnxruntime environment, or why no library could be loaded. The first call
+/// searches for the library (see `ort_library`) and logs, in one line, what it loaded or why it
+/// found none.
 fn environment() -> Result<&'static Environment, String> {
-    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let path = std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"));
-        // Loading a foreign library can fail in ways the wrapper reports by panicking; keep that
-        // from taking the daemon down.
-        std::panic::catch_unwind(|| {
-            ort::init_from(&path)
+    let (_, loaded) = ENV.get_or_init(|| {
+        let env = std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let config = CONFIGURED_LIBRARY
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let loaded = load(env.as_deref(), config.as_deref());
+        if let Err(reason) = &loaded {
+            tracing::warn!("onnxruntime not loaded, so the ort-* backends are off: {reason}");
+        }
+        (config, loaded)
+    });
+    loaded
+        .as_ref()
+        .map(|l| &l.environment)
+        .map_err(Clone::clone)
+}
+
+/// Tries the candidates in order: the first that passes every check becomes the environment.
+fn load(env: Option<&Path>, config: Option<&Path>) -> Result<Loaded, String> {
+    let candidates = ort_library::candidates(env, config);
+    if candidates.is_empty() {
+        return Err(format!(
+            "no libonnxruntime.so found (ORT_DYLIB_PATH and [onnxruntime] library are unset; searched {})",
+            ort_library::searched_places()
+        ));
+    }
+    let mut refused = Vec::new();
+    for candidate in candidates {
+        let opened = match ort_library::open(&candidate.path) {
+            Ok(opened) => opened,
+            Err(e) => {
+                refused.push(format!("{}: {e}", candidate.source));
+                continue;
+            }
+        };
+        // Loading a foreign library can fail in ways the wrapper reports by panicking; keep
+        // that from taking the daemon down.
+        let built = std::panic::catch_unwind(|| {
+            ort::init_from(&candidate.path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| b.with_name("edgeinfer").build().map_err(|e| e.to_string()))
         })
-        .unwrap_or_else(|_| Err("the library panicked while loading".into()))
-        .map_err(|e| {
-            format!(
-                "cannot load onnxruntime from {}: {e} (set ORT_DYLIB_PATH to libonnxruntime.so)",
-                path.display()
-            )
-        })
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+        .unwrap_or_else(|_| Err("the library panicked while loading".into()));
+        match built {
+            Ok(environment) => {
+                tracing::info!(
+                    version = %opened.version,
+                    path = %candidate.path.display(),
+                    source = %candidate.source,
+                    passed_over = %refused.join("; "),
+                    "onnxruntime loaded"
+                );
+                return Ok(Loaded { environment });
+            }
+            Err(e) => refused.push(format!(
+                "{}: {}: {e}",
+                candidate.source,
+                candidate.path.display()
+            )),
+        }
+    }
+    Err(refused.join("; "))
 }
 
 impl Backend for OrtBackend {

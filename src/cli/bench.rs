@@ -290,6 +290,7 @@ fn measure_configured(
     path: &std::path::Path,
 ) -> anyhow::Result<Measured> {
     let config = Config::load(path).map_err(|e| anyhow!("{}", e.lines().join("\n")))?;
+    crate::backend::configure_onnxruntime(config.onnxruntime.library.clone());
     let mut mc = config
         .models
         .iter()
@@ -500,6 +501,12 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
         .find(|r| r.backend == "onnxruntime-python")
         .or_else(|| rows.iter().find(|r| r.backend == "ort-cpu"));
     println!(
+        "machine {} ({} CPUs)  edgeinfer {}",
+        std::env::consts::ARCH,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
         "model {}  runs {}  warm-up {}  threads {}",
         args.model,
         args.runs,
@@ -530,6 +537,9 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
     if let Some(reference) = reference {
         println!("ratio: median / median of {}", reference.backend);
     }
+    if !rows.iter().any(|r| r.backend.starts_with("ort-")) {
+        println!("{}", onnxruntime_note());
+    }
     for r in rows {
         if let (Some(frame), Some(pre), Some(post)) =
             (r.frame_median_us, r.pre_median_us, r.post_median_us)
@@ -559,6 +569,21 @@ fn print_table(args: &BenchArgs, rows: &[Measured]) {
                 frame / gapped
             );
         }
+    }
+}
+
+/// Why no onnxruntime backend was measured, for a table without one.
+fn onnxruntime_note() -> String {
+    if !backend::compiled_names().contains(&"ort-cpu") {
+        return if cfg!(target_arch = "arm") {
+            "onnxruntime: not in this build: none is published for 32-bit ARM, so this build runs tract only".into()
+        } else {
+            "onnxruntime: not in this build (cargo feature \"ort\"): tract only".into()
+        };
+    }
+    match backend::by_name("ort-cpu", &OrtOptions::default()).map(|b| b.check()) {
+        Some(Err(reason)) => format!("onnxruntime: not available: {reason}"),
+        _ => "onnxruntime: not measured (name it with --backend ort-cpu)".into(),
     }
 }
 

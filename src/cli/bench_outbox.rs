@@ -399,11 +399,21 @@ fn churn(dir: &Path, args: &BenchOutboxArgs, records: &[Vec<u8>]) -> anyhow::Res
 
 /// Bytes the allocator has handed out and not had back (RSS minus this is memory it keeps free
 /// for reuse), where glibc tells.
+///
+/// `mallinfo2` arrived in glibc 2.33; release builds link against 2.31 so that older boards run
+/// them, so it is looked up at run time instead of linked.
 fn heap_in_use() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallinfo2 only reads the allocator's statistics.
-        let m = unsafe { libc::mallinfo2() };
+        type Mallinfo2 = unsafe extern "C" fn() -> libc::mallinfo2;
+        // SAFETY: dlsym with a NUL-terminated name only looks the symbol up.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr()) };
+        if sym.is_null() {
+            return None;
+        }
+        // SAFETY: glibc's mallinfo2 has exactly this signature, and it only reads the
+        // allocator's statistics.
+        let m = unsafe { std::mem::transmute::<*mut libc::c_void, Mallinfo2>(sym)() };
         Some((m.uordblks + m.hblkhd) as u64)
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

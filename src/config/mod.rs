@@ -10,6 +10,7 @@ mod error;
 mod metrics;
 mod models;
 mod mqtt;
+mod onnxruntime;
 mod outbox;
 mod parse;
 mod remote;
@@ -23,6 +24,7 @@ pub use models::{
     ModelConfig, OrtOptions, PostprocessConfig, PreprocessConfig, BACKEND_NAMES,
 };
 pub use mqtt::{BrokerAddress, MqttConfig, TlsConfig};
+pub use onnxruntime::OnnxRuntimeConfig;
 pub use outbox::{Durability, OutboxConfig, WhenFull};
 pub use remote::{decode_public_key, OtaConfig, RemoteConfig};
 pub use sensors::{
@@ -51,6 +53,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// Management over MQTT; off without it.
     pub remote: Option<RemoteConfig>,
+    /// Which onnxruntime library the `ort-*` backends load; searched for without it.
+    pub onnxruntime: OnnxRuntimeConfig,
 }
 
 /// The default configuration printed by `edgeinfer print-default-config`: every key, documented.
@@ -100,6 +104,11 @@ impl Config {
             }
         };
         resolve(&mut self.device.data_dir);
+        if let Some(library) = self.onnxruntime.library.as_mut() {
+            if !library.as_os_str().is_empty() {
+                resolve(library);
+            }
+        }
         for model in &mut self.models {
             resolve(&mut model.path);
             match &mut model.postprocess {
@@ -199,6 +208,7 @@ impl Config {
             ));
         }
         self.outbox.validate("outbox", &mut errors);
+        self.onnxruntime.validate("onnxruntime", &mut errors);
         if let Some(metrics) = &self.metrics {
             metrics.validate("metrics", &mut errors);
         }

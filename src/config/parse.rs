@@ -1,15 +1,22 @@
 //! TOML text → `Config`, collecting every deserialization error with its key path.
 
 use super::{
-    Config, ConfigError, DeviceConfig, LoadError, MetricsConfig, MqttConfig, OutboxConfig,
-    RemoteConfig,
+    Config, ConfigError, DeviceConfig, LoadError, MetricsConfig, MqttConfig, OnnxRuntimeConfig,
+    OutboxConfig, RemoteConfig,
 };
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 const SECTIONS: &[&str] = &[
-    "device", "models", "sensors", "outbox", "mqtt", "metrics", "remote",
+    "device",
+    "models",
+    "sensors",
+    "outbox",
+    "mqtt",
+    "metrics",
+    "remote",
+    "onnxruntime",
 ];
 
 /// A config as far as it deserialized, with the problems found on the way.
@@ -97,6 +104,10 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
     let remote = table
         .get("remote")
         .and_then(|v| section::<RemoteConfig>(v, "remote", &mut errors));
+    let onnxruntime = table
+        .get("onnxruntime")
+        .and_then(|v| section::<OnnxRuntimeConfig>(v, "onnxruntime", &mut errors))
+        .unwrap_or_default();
 
     Ok(Parsed {
         config: Config {
@@ -107,6 +118,7 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
             mqtt,
             metrics,
             remote,
+            onnxruntime,
         },
         errors,
         broken_model_ids,

@@ -213,12 +213,23 @@ fn prepare_on_backend(
         return fastest_backend(config, options);
     }
     let mut tried = Vec::new();
+    // Backends not available, with the reason: consecutive ones with the same reason (every
+    // onnxruntime provider when the library is missing) are reported together.
+    let mut unavailable: Vec<(Vec<&'static str>, String)> = Vec::new();
     for backend in backend::candidates(&config.ort) {
         if let Err(reason) = backend.check() {
             tracing::debug!(model = %id, backend = backend.name(), reason, "Backend not available");
-            tried.push(format!("{}: not available ({reason})", backend.name()));
+            match unavailable.last_mut() {
+                Some((names, last)) if *last == reason => names.push(backend.name()),
+                _ => unavailable.push((vec![backend.name()], reason)),
+            }
             continue;
         }
+        tried.extend(
+            unavailable
+                .drain(..)
+                .map(|(names, reason)| format!("{}: not available ({reason})", names.join(", "))),
+        );
         let started = Instant::now();
         match backend.prepare(&config.path, options) {
             Ok(prepared) => {
@@ -235,6 +246,11 @@ fn prepare_on_backend(
             }
         }
     }
+    tried.extend(
+        unavailable
+            .into_iter()
+            .map(|(names, reason)| format!("{}: not available ({reason})", names.join(", "))),
+    );
     Err(ModelError::NoBackend {
         id: id.clone(),
         tried: tried.join("; "),

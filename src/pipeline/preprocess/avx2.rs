@@ -5,18 +5,11 @@
 //! horizontal pass uses fused multiply-adds (one rounding where the scalar code has two) and
 //! normalises with weights that include the scale (the scalar code scales the sum).
 
-use super::resample::{by_source, Blocks};
+use super::blocks::{by_source, by_taps, Blocks};
 use crate::config::Layout;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
-
-/// The vertical pass's fixed point: each output row's weights are integers that sum to this.
-///
-/// A sum of taps is at most `rounding + 255 · FIXED_ONE / 256` (each tap is `⌊v · 256 · w /
-/// 65536⌋` with `v <= 255`): with `rounding <= 255` it fits in a 16-bit lane. And `sum / 255`
-/// is the value in 0..=255.
-pub(super) const FIXED_ONE: u16 = 255 * 256;
 
 /// What a sum of `taps` taps starts from: each tap is rounded down, by half a unit on average.
 fn rounding(taps: usize) -> u16 {
@@ -25,7 +18,9 @@ fn rounding(taps: usize) -> u16 {
 
 /// Vertical pass, in 16-bit fixed point: `out[i] = (rounding + Σ_k ⌊v_k · 256 · weights[k] /
 /// 65536⌋) / 255`, where `v_k = src[(row0 + k) · stride + x0 + i]` and `weights` sum to
-/// [`FIXED_ONE`]. Against the scalar pass's f32 weights the values are off by at most
+/// [`FIXED_ONE`](super::blocks::FIXED_ONE). A sum of taps is at most `rounding + 255 · FIXED_ONE / 256` (each tap is `⌊v ·
+/// 256 · w / 65536⌋` with `v <= 255`): with `rounding <= 255` it fits in a 16-bit lane. Against
+/// the scalar pass's f32 weights the values are off by at most
 /// `(taps / 2 + 1) / 255` of a level (rounding of the weights and of each tap): about 0.01 for
 /// the usual 2 to 6 taps.
 ///
@@ -145,18 +140,7 @@ pub(super) unsafe fn horizontal(
     y: usize,
     width: usize,
 ) {
-    // One copy per common tap count, so that the tap loop is unrolled.
-    let f = match blocks.taps {
-        1 => horizontal_taps::<1>,
-        2 => horizontal_taps::<2>,
-        3 => horizontal_taps::<3>,
-        4 => horizontal_taps::<4>,
-        5 => horizontal_taps::<5>,
-        6 => horizontal_taps::<6>,
-        7 => horizontal_taps::<7>,
-        8 => horizontal_taps::<8>,
-        _ => horizontal_taps::<0>,
-    };
+    let f = by_taps!(horizontal_taps, blocks.taps);
     f(columns, blocks, layout, out, y, width)
 }
 
@@ -171,11 +155,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
     width: usize,
 ) {
     let taps = if TAPS > 0 { TAPS } else { blocks.taps };
-    let count = width.div_ceil(8);
-    assert!(blocks.starts.len() == 8 * count && blocks.weights.len() == 32 * taps * count);
-    assert!(blocks.taps == taps && blocks.reach <= columns.len());
-    let plane = out.len() / 3;
-    assert!(out.len() == 3 * plane && (y + 1) * width <= plane);
+    let (count, plane) = blocks.check(taps, columns.len(), out.len(), y, width);
     // SAFETY: 8 values.
     let bias = unsafe { _mm256_loadu_ps(blocks.bias.as_ptr()) };
     let order = blocks.order;
@@ -186,7 +166,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
     let dst = out.as_mut_ptr() as *mut f32;
     for b in 0..count {
         let x = 8 * b;
-        // SAFETY: `starts` and `weights` hold block `b` (asserted above), and every start
+        // SAFETY: `starts` and `weights` hold block `b` (checked above), and every start
         // reads within `reach <= columns.len()`.
         let sums = unsafe {
             block::<TAPS>(

@@ -12,6 +12,10 @@ use tract_onnx::prelude::{tract_ndarray, DatumType, Tensor};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod blocks;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod resample;
 mod weights;
 

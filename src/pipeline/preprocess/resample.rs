@@ -8,6 +8,8 @@
 //! the normalising scale). Nothing is rounded to 8 bits between the passes, and the working set
 //! is a few rows of the source and two short f32 rows.
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use super::blocks::{Blocks, FIXED_ONE};
 use super::weights::Axis;
 use super::Norm;
 use crate::config::Layout;
@@ -33,12 +35,12 @@ pub(super) struct Resampler {
 struct Plan {
     key: Key,
     rows: Axis,
-    /// `rows`' weights in the AVX2 vertical pass's fixed point.
-    #[cfg(target_arch = "x86_64")]
+    /// `rows`' weights in the SIMD vertical passes' fixed point.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fixed_rows: Vec<u16>,
     cols: Axis,
-    /// The horizontal pass's tables as the AVX2 kernel reads them.
-    #[cfg(target_arch = "x86_64")]
+    /// The horizontal pass's tables as the SIMD kernels read them.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     blocks: Blocks,
 }
 
@@ -51,78 +53,6 @@ struct Key {
     norm: Norm,
 }
 
-/// The horizontal pass's column starts and weights, with the normalisation folded in, as the
-/// AVX2 kernel reads them: output pixels in blocks of 8, each block as the four pairs `(x, x +
-/// 4)`, one pixel per 128-bit half (the row's last pixel stands in for those past its end).
-#[cfg(target_arch = "x86_64")]
-#[derive(Debug)]
-pub(super) struct Blocks {
-    pub taps: usize,
-    /// Per pair: the first source column of each of its two pixels.
-    pub starts: Vec<usize>,
-    /// Per pair and tap, the 8 lanes `[a·s0, a·s1, a·s2, 0, b·s0, b·s1, b·s2, 0]`: the two
-    /// pixels' weights `a` and `b` times each source channel's normalising scale.
-    pub weights: Vec<f32>,
-    /// Each source channel's normalising bias, in the same lanes.
-    pub bias: [f32; 8],
-    /// Source channel of each of the model's channels.
-    pub order: [usize; 3],
-    /// How many of the vertical pass's values the pass reads: pixel `x`'s last read ends at
-    /// `3 · (start + taps - 1) + 4`.
-    pub reach: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Blocks {
-    fn new(cols: &Axis, norm: &Norm) -> Self {
-        let (scale, bias) = (
-            by_source(norm.order, norm.scale),
-            by_source(norm.order, norm.bias),
-        );
-        let width = cols.starts.len();
-        let pairs: Vec<(usize, usize)> = (0..width.div_ceil(8))
-            .flat_map(|b| (0..4).map(move |q| (8 * b + q, 8 * b + q + 4)))
-            .map(|(a, b)| (a.min(width - 1), b.min(width - 1)))
-            .collect();
-        let lanes = |w: f32| [w * scale[0], w * scale[1], w * scale[2], 0.0];
-        let weights = pairs
-            .iter()
-            .flat_map(|&(a, b)| {
-                (0..cols.taps).flat_map(move |j| {
-                    let [wa, wb] = [a, b].map(|x| cols.weights[x * cols.taps + j]);
-                    let ([a0, a1, a2, a3], [b0, b1, b2, b3]) = (lanes(wa), lanes(wb));
-                    [a0, a1, a2, a3, b0, b1, b2, b3]
-                })
-            })
-            .collect();
-        let starts: Vec<usize> = pairs
-            .iter()
-            .flat_map(|&(a, b)| [cols.starts[a], cols.starts[b]])
-            .collect();
-        Blocks {
-            taps: cols.taps,
-            reach: starts.iter().max().map_or(0, |s| 3 * (s + cols.taps) + 1),
-            starts,
-            weights,
-            bias: [
-                bias[0], bias[1], bias[2], 0.0, bias[0], bias[1], bias[2], 0.0,
-            ],
-            order: norm.order,
-        }
-    }
-}
-
-/// Values given per model channel (`order[k]` is the source channel of model channel `k`),
-/// indexed by source channel instead.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn by_source<T: Copy + Default>(order: [usize; 3], values: [T; 3]) -> [T; 3] {
-    let mut by_source = [T::default(); 3];
-    for (k, &c) in order.iter().enumerate() {
-        by_source[c] = values[k];
-    }
-    by_source
-}
-
 impl Plan {
     fn new(key: Key) -> Self {
         let [left, top, w, h] = key.window;
@@ -132,17 +62,17 @@ impl Plan {
         let cols = Axis::new(sw as usize, left, left + w, ow as usize, 1);
         Plan {
             key,
-            #[cfg(target_arch = "x86_64")]
-            fixed_rows: rows.fixed_point(super::avx2::FIXED_ONE),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            fixed_rows: rows.fixed_point(FIXED_ONE),
             rows,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
             blocks: Blocks::new(&cols, &key.norm),
             cols,
         }
     }
 
     /// The fixed-point weights of the source rows output row `y` reads.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn fixed_row_weights(&self, y: usize) -> &[u16] {
         &self.fixed_rows[y * self.rows.taps..][..self.rows.lens[y]]
     }
@@ -155,7 +85,7 @@ impl Plan {
 
     /// The source rows that output row `y + PREFETCH_ROWS` reads and no row before it prefetched
     /// (`fetched` is the end of those): the vertical pass of row `y` prefetches them.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn rows_ahead(&self, y: usize, fetched: &mut usize) -> Range<usize> {
         let ahead = y + PREFETCH_ROWS;
         if ahead >= self.rows.starts.len() {
@@ -171,15 +101,20 @@ impl Plan {
 /// How many output rows ahead the vertical pass prefetches source rows: at two, the lines
 /// arrive well before they are read (an output row takes about a microsecond) and no more than
 /// a few rows are in flight.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const PREFETCH_ROWS: usize = 2;
 
 /// Which kernels to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kernels {
+    /// On aarch64 only the tests pick these (every core has NEON).
+    #[cfg_attr(all(target_arch = "aarch64", not(test)), allow(dead_code))]
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// Every aarch64 core has NEON (Advanced SIMD).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernels {
@@ -189,7 +124,14 @@ impl Kernels {
         {
             return Kernels::Avx2;
         }
-        Kernels::Scalar
+        #[cfg(target_arch = "aarch64")]
+        {
+            Kernels::Neon
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            Kernels::Scalar
+        }
     }
 }
 
@@ -249,7 +191,8 @@ impl Resampler {
         let stride = 3 * img.width() as usize;
         let x0 = 3 * plan.cols.first;
         let n = 3 * plan.cols.span;
-        // Source rows up to here have been prefetched (AVX2 kernels).
+        // Source rows up to here have been prefetched (SIMD kernels).
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         let mut fetched = 0;
         for y in 0..height {
             let row0 = plan.source_rows(y).start;
@@ -272,6 +215,15 @@ impl Resampler {
                     let weights = plan.fixed_row_weights(y);
                     super::avx2::vertical(src, stride, row0, weights, x0, columns, prefetch);
                     super::avx2::horizontal(&self.columns, &plan.blocks, layout, out, y, width);
+                },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: every aarch64 core has NEON. The kernels check the lengths they rely
+                // on.
+                Kernels::Neon => unsafe {
+                    let prefetch = plan.rows_ahead(y, &mut fetched);
+                    let weights = plan.fixed_row_weights(y);
+                    super::neon::vertical(src, stride, row0, weights, x0, columns, prefetch);
+                    super::neon::horizontal(&self.columns, &plan.blocks, layout, out, y, width);
                 },
             }
         }
@@ -387,14 +339,16 @@ mod tests {
                             steps <= STEP_BOUND,
                             "{k:?} {resize:?} {crop:?} {w}x{h} from {sw}x{sh}: {steps}"
                         );
-                        // The SIMD kernels sum the rows in fixed point (see `avx2::vertical`)
-                        // and round fused multiply-adds once where the scalar code rounds
-                        // twice.
+                        // The SIMD kernels weigh the rows in fixed point (see `avx2::vertical`
+                        // and `neon::vertical`) and round fused multiply-adds once where the
+                        // scalar code rounds twice.
                         let taps = r.plan.as_ref().map_or(0, |p| p.rows.taps);
                         let bound = match k {
                             Kernels::Scalar => 0.0,
                             #[cfg(target_arch = "x86_64")]
-                            Kernels::Avx2 => (taps / 2 + 1) as f32 / 255.0 + 1e-3,
+                            Kernels::Avx2 => simd_bound(taps),
+                            #[cfg(target_arch = "aarch64")]
+                            Kernels::Neon => simd_bound(taps),
                         };
                         let diff = steps_apart(&ours, &scalar, &cfg);
                         assert!(diff <= bound, "{k:?} against scalar: {diff} steps");
@@ -404,7 +358,15 @@ mod tests {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
+    /// How far, in steps of one level, the SIMD kernels may be from the scalar ones when the
+    /// row filter has `taps` taps: the AVX2 vertical pass's bound (the NEON one is within
+    /// `(taps - 1) / 512`), and 0.001 for the fused multiply-adds' rounding.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn simd_bound(taps: usize) -> f32 {
+        (taps / 2 + 1) as f32 / 255.0 + 1e-3
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[test]
     fn rows_are_prefetched_once_each_and_before_they_are_read() {
         for key in [

@@ -104,6 +104,7 @@ impl Axis {
     ///
     /// Each output's running sum is rounded, not each weight: a weight is off by less than one
     /// unit, and the errors do not add up along the filter.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", test))]
     pub fn fixed_point(&self, one: u16) -> Vec<u16> {
         let mut fixed = vec![0; self.weights.len()];
         for (o, (slots, weights)) in fixed
