@@ -32,7 +32,10 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 # shellcheck source=lib/cross.sh
 . scripts/lib/cross.sh
-PYTHON=${PYTHON:-python3}
+# The interpreter itself, not a name on PATH: the release tools' virtual environment goes first on
+# PATH below, and its python has none of the test packages.
+PYTHON=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)' 2>/dev/null || echo "${PYTHON:-python3}")
+export PYTHON
 
 # What is missing to run these tests, one line each (nothing when all is there).
 missing() {

@@ -93,24 +93,44 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 
 /// The exposition text.
 pub fn render(s: &Sources) -> String {
-    let mut out = String::new();
-    let device = &s.device;
-    let mut family = |name: &str, kind: &str, help: &str, series: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP edgeinfer_{name} {help}");
-        let _ = writeln!(out, "# TYPE edgeinfer_{name} {kind}");
-        for (labels, value) in series {
-            let _ = writeln!(
-                out,
-                "edgeinfer_{name}{{device=\"{device}\"{labels}}} {value}"
-            );
-        }
+    let mut e = Exposition {
+        out: String::new(),
+        device: &s.device,
     };
-    family(
+    e.family(
         "uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",
         &[(String::new(), s.started.elapsed().as_secs())],
     );
+    sensor_families(&mut e, s);
+    outbox_families(&mut e, s);
+    e.out
+}
+
+/// Text being written, one metric family at a time.
+struct Exposition<'a> {
+    out: String,
+    device: &'a str,
+}
+
+impl Exposition<'_> {
+    /// One family: its help and type lines, then a series per label set (`,key="value"`...).
+    fn family(&mut self, name: &str, kind: &str, help: &str, series: &[(String, u64)]) {
+        let device = self.device;
+        let _ = writeln!(self.out, "# HELP edgeinfer_{name} {help}");
+        let _ = writeln!(self.out, "# TYPE edgeinfer_{name} {kind}");
+        for (labels, value) in series {
+            let _ = writeln!(
+                self.out,
+                "edgeinfer_{name}{{device=\"{device}\"{labels}}} {value}"
+            );
+        }
+    }
+}
+
+/// Per-sensor counters.
+fn sensor_families(e: &mut Exposition, s: &Sources) {
     let totals: Vec<(String, crate::pipeline::SensorTotals)> = s
         .sensors
         .iter()
@@ -144,47 +164,51 @@ pub fn render(s: &Sources) -> String {
     for (counter, help, field) in per_sensor {
         let series: Vec<(String, u64)> =
             totals.iter().map(|(l, t)| (l.clone(), field(t))).collect();
-        family(&format!("sensor_{counter}_total"), "counter", help, &series);
+        e.family(&format!("sensor_{counter}_total"), "counter", help, &series);
     }
+}
+
+/// The outbox's size, age, health and lifetime counters.
+fn outbox_families(e: &mut Exposition, s: &Sources) {
     let o = s.outbox.stats();
-    family(
+    e.family(
         "outbox_records",
         "gauge",
         "Predictions waiting for delivery.",
         &[(String::new(), o.records)],
     );
-    family(
+    e.family(
         "outbox_bytes",
         "gauge",
         "Bytes of the waiting predictions.",
         &[(String::new(), o.bytes)],
     );
-    family(
+    e.family(
         "outbox_max_bytes",
         "gauge",
         "The outbox cap.",
         &[(String::new(), o.max_bytes)],
     );
-    family(
+    e.family(
         "outbox_disk_bytes",
         "gauge",
         "Bytes of the outbox's files on disk.",
         &[(String::new(), o.disk_bytes)],
     );
-    family(
+    e.family(
         "outbox_oldest_age_seconds",
         "gauge",
         "Age of the oldest waiting prediction (0 when empty).",
         &[(String::new(), o.oldest_age_secs.unwrap_or(0))],
     );
-    family(
+    e.family(
         "outbox_write_failing",
         "gauge",
         "1 while the outbox cannot store predictions (disk full, I/O error).",
         &[(String::new(), u64::from(o.write_failing))],
     );
     let c = o.counters;
-    family(
+    e.family(
         "outbox_records_total",
         "counter",
         "Outbox records by what happened to them (lifetime of the store).",
@@ -202,5 +226,4 @@ pub fn render(s: &Sources) -> String {
             (",event=\"quarantined\"".into(), c.quarantined),
         ],
     );
-    out
 }

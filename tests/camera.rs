@@ -5,6 +5,7 @@
 mod support;
 
 use edgeinfer::frame::Payload;
+use edgeinfer::jpeg;
 use edgeinfer::sensor::camera::{decode_mjpeg, decode_yuyv, with_huffman_tables};
 use edgeinfer::sensor::replay::{split_jpeg_frames, ImageReplay};
 use edgeinfer::sensor::{FrameSource, Next};
@@ -89,26 +90,23 @@ fn assert_close(what: &str, d: &Diff, mean_limit: f64, max_limit: u8) {
 }
 
 /// The frame with its DHT segments removed, as UVC cameras send it.
-fn strip_dht(jpeg: &[u8]) -> Vec<u8> {
-    let mut out = jpeg[..2].to_vec();
-    let mut pos = 2;
-    loop {
-        assert_eq!(jpeg[pos], 0xFF, "marker expected at {pos}");
-        let marker = jpeg[pos + 1];
-        if marker == 0xDA {
-            out.extend_from_slice(&jpeg[pos..]);
-            return out;
+fn strip_dht(data: &[u8]) -> Vec<u8> {
+    let mut out = data[..2].to_vec();
+    for s in jpeg::segments(data, 0).map(|s| s.expect("a well-formed JPEG")) {
+        match s.marker {
+            jpeg::SOS => {
+                out.extend_from_slice(&data[s.start..]);
+                return out;
+            }
+            jpeg::DHT => {}
+            _ => out.extend_from_slice(&data[s.start..s.end]),
         }
-        let len = usize::from(u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]));
-        if marker != 0xC4 {
-            out.extend_from_slice(&jpeg[pos..pos + 2 + len]);
-        }
-        pos += 2 + len;
     }
+    panic!("no scan in the fixture");
 }
 
-fn has_dht(jpeg: &[u8]) -> bool {
-    jpeg.windows(2).any(|w| w == [0xFF, 0xC4])
+fn has_dht(data: &[u8]) -> bool {
+    jpeg::segments(data, 0).any(|s| matches!(s, Ok(s) if s.marker == jpeg::DHT))
 }
 
 /// MJPEG frames (4:2:2, as UVC cameras send them, with ffmpeg's standard Huffman tables).

@@ -5,11 +5,11 @@
 //! With `--config FILE`, `--model` names a configured model and the per-frame path is measured
 //! too: pre-processing of a synthetic frame + inference + post-processing, against inference alone.
 
+mod frame_path;
+mod table;
+
 use crate::backend::{self, filled, InputOverrides, PrepareOptions, PreparedModel};
-use crate::config::{Config, OrtOptions, PreprocessConfig};
-use crate::frame::Payload;
-use crate::model::LoadedModel;
-use crate::pipeline::{Postprocessor, Preprocessor};
+use crate::config::OrtOptions;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -234,7 +234,7 @@ fn measure(args: &BenchArgs) -> anyhow::Result<Measured> {
         .ok_or_else(|| anyhow!("--child needs one --backend"))?;
     let values = parse_pairs::<f64>(&args.values)?;
     match &args.config {
-        Some(path) => measure_configured(args, name, path),
+        Some(path) => frame_path::measure_configured(args, name, path),
         None => {
             let backend = backend::by_name(name, &OrtOptions::default())
                 .ok_or_else(|| anyhow!("no backend {name:?} in this build"))?;
@@ -281,125 +281,6 @@ fn inputs_for(
             synthetic(spec.datum_type, &spec.shape, value, &mut seed)
         })
         .collect()
-}
-
-/// The whole per-frame path of a configured model on one backend.
-fn measure_configured(
-    args: &BenchArgs,
-    name: &str,
-    path: &std::path::Path,
-) -> anyhow::Result<Measured> {
-    let config = Config::load(path).map_err(|e| anyhow!("{}", e.lines().join("\n")))?;
-    crate::backend::configure_onnxruntime(config.onnxruntime.library.clone());
-    let mut mc = config
-        .models
-        .iter()
-        .find(|m| m.id == args.model)
-        .cloned()
-        .ok_or_else(|| anyhow!("no model with id {:?} in {}", args.model, path.display()))?;
-    mc.backend = name.to_string();
-    if args.threads.is_some() {
-        mc.threads = args.threads;
-    }
-    let started = Instant::now();
-    let model = LoadedModel::load(&mc)?;
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let pre = Preprocessor::new(&mc.id, &mc.preprocess, model.input())?;
-    let post = Postprocessor::new(&mc.id, &mc.postprocess, model.outputs(), pre.image_size())?;
-    let mut seed = 7u64;
-    let payload = match &mc.preprocess {
-        PreprocessConfig::Image(_) => {
-            let (w, h) = args
-                .frame
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-                .ok_or_else(|| anyhow!("--frame must be WIDTHxHEIGHT"))?;
-            let noise = synthetic(DatumType::F32, &[(w * h * 3) as usize], None, &mut seed)?;
-            let bytes: Vec<u8> = noise
-                .to_plain_array_view::<f32>()?
-                .iter()
-                .map(|v| (v * 255.0) as u8)
-                .collect();
-            Payload::Image(image::RgbImage::from_raw(w, h, bytes).context("frame size")?)
-        }
-        PreprocessConfig::Audio { .. } => Payload::Audio {
-            sample_rate: 16000,
-            samples: vec![0.01; pre.input_len()],
-        },
-        PreprocessConfig::Record { fields } => {
-            let n = fields
-                .as_ref()
-                .map_or(pre.input_len(), |f| f.iter().max().map_or(0, |m| m + 1));
-            Payload::Record(vec![0.5; n])
-        }
-    };
-    let tensor = pre.apply(&payload)?;
-    let mut state = model.initial_state();
-    let outputs = model.run(tensor.clone(), &mut state)?;
-    // Inference alone, the whole frame and inference after an idle gap alternate, so that drift
-    // in the machine's speed (other load, frequency changes) hits them alike.
-    let (mut infer_times, mut frame_times, mut gapped_times) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut pre_in_frame, mut post_in_frame) = (Vec::new(), Vec::new());
-    for i in 0..args.warmup + args.runs.max(1) {
-        // The copy of the input is made before the clock starts: the daemon hands its tensor
-        // over and copies nothing.
-        let input = tensor.clone();
-        let t = Instant::now();
-        model.run(input, &mut state)?;
-        let infer = t.elapsed();
-        let t = Instant::now();
-        let input = pre.apply(&payload)?;
-        let pre_done = t.elapsed();
-        let out = model.run(input, &mut state)?;
-        let t_post = Instant::now();
-        post.apply(&out)?;
-        let frame = t.elapsed();
-        // Spinning touches no memory: only the time without inference is alike.
-        let post_done = t_post.elapsed();
-        let gap = pre_done + post_done;
-        let t = Instant::now();
-        while t.elapsed() < gap {
-            std::hint::spin_loop();
-        }
-        let input = tensor.clone();
-        let t = Instant::now();
-        model.run(input, &mut state)?;
-        let gapped = t.elapsed();
-        if i >= args.warmup {
-            infer_times.push(infer);
-            frame_times.push(frame);
-            gapped_times.push(gapped);
-            pre_in_frame.push(pre_done);
-            post_in_frame.push(post_done);
-        }
-    }
-    let pre_times = time_runs(
-        args.warmup,
-        args.runs,
-        || (),
-        |()| {
-            pre.apply(&payload)?;
-            Ok(())
-        },
-    )?;
-    let post_times = time_runs(
-        args.warmup,
-        args.runs,
-        || (),
-        |()| {
-            post.apply(&outputs)?;
-            Ok(())
-        },
-    )?;
-    Ok(Measured {
-        frame_median_us: Some(stats(frame_times).0),
-        pre_median_us: Some(stats(pre_times).0),
-        post_median_us: Some(stats(post_times).0),
-        gapped_median_us: Some(stats(gapped_times).0),
-        pre_in_frame_median_us: Some(stats(pre_in_frame).0),
-        post_in_frame_median_us: Some(stats(post_in_frame).0),
-        ..Measured::new(model.backend.to_string(), load_ms, infer_times)
-    })
 }
 
 /// Runs every backend in its own process and prints the table.
@@ -461,7 +342,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
     if rows.is_empty() {
         bail!("no backend could be measured");
     }
-    print_table(args, &rows);
+    table::print_table(args, &rows);
     Ok(())
 }
 
@@ -493,106 +374,4 @@ fn child_args(a: &BenchArgs) -> Vec<String> {
         v.extend(["--value".into(), s.clone()]);
     }
     v
-}
-
-fn print_table(args: &BenchArgs, rows: &[Measured]) {
-    let reference = rows
-        .iter()
-        .find(|r| r.backend == "onnxruntime-python")
-        .or_else(|| rows.iter().find(|r| r.backend == "ort-cpu"));
-    println!(
-        "machine {} ({} CPUs)  edgeinfer {}",
-        std::env::consts::ARCH,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "model {}  runs {}  warm-up {}  threads {}",
-        args.model,
-        args.runs,
-        args.warmup,
-        args.threads
-            .map_or("default".to_string(), |t| t.to_string())
-    );
-    println!(
-        "{:<20} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
-        "backend", "load ms", "median ms", "p90 ms", "p99 ms", "min ms", "peak MiB", "ratio"
-    );
-    for r in rows {
-        let ratio = reference.map_or("-".to_string(), |b| {
-            format!("{:.2}x", r.median_us / b.median_us)
-        });
-        println!(
-            "{:<20} {:>8.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.1} {:>8}",
-            r.backend,
-            r.load_ms,
-            r.median_us / 1e3,
-            r.p90_us / 1e3,
-            r.p99_us / 1e3,
-            r.min_us / 1e3,
-            r.peak_rss_kb as f64 / 1024.0,
-            ratio
-        );
-    }
-    if let Some(reference) = reference {
-        println!("ratio: median / median of {}", reference.backend);
-    }
-    if !rows.iter().any(|r| r.backend.starts_with("ort-")) {
-        println!("{}", onnxruntime_note());
-    }
-    for r in rows {
-        if let (Some(frame), Some(pre), Some(post)) =
-            (r.frame_median_us, r.pre_median_us, r.post_median_us)
-        {
-            println!(
-                "{}: per frame {:.2} ms vs inference alone {:.2} ms = {:.3}x; {}",
-                r.backend,
-                frame / 1e3,
-                r.median_us / 1e3,
-                frame / r.median_us,
-                our_share(pre, post, r.median_us)
-            );
-        }
-        if let (Some(pre), Some(post)) = (r.pre_in_frame_median_us, r.post_in_frame_median_us) {
-            println!(
-                "{}: inside the frame, {}",
-                r.backend,
-                our_share(pre, post, r.median_us)
-            );
-        }
-        if let (Some(frame), Some(gapped)) = (r.frame_median_us, r.gapped_median_us) {
-            println!(
-                "{}: inference after an idle gap as long as pre + post {:.2} ms ({:.3}x inference alone); per frame / that = {:.3}x",
-                r.backend,
-                gapped / 1e3,
-                gapped / r.median_us,
-                frame / gapped
-            );
-        }
-    }
-}
-
-/// Why no onnxruntime backend was measured, for a table without one.
-fn onnxruntime_note() -> String {
-    if !backend::compiled_names().contains(&"ort-cpu") {
-        return if cfg!(target_arch = "arm") {
-            "onnxruntime: not in this build: none is published for 32-bit ARM, so this build runs tract only".into()
-        } else {
-            "onnxruntime: not in this build (cargo feature \"ort\"): tract only".into()
-        };
-    }
-    match backend::by_name("ort-cpu", &OrtOptions::default()).map(|b| b.check()) {
-        Some(Err(reason)) => format!("onnxruntime: not available: {reason}"),
-        _ => "onnxruntime: not measured (name it with --backend ort-cpu)".into(),
-    }
-}
-
-/// Pre- and post-processing times (µs) and their share of `inference_us`, for the report.
-fn our_share(pre_us: f64, post_us: f64, inference_us: f64) -> String {
-    format!(
-        "pre-processing {:.3} ms + post-processing {:.3} ms = {:.1}% of inference",
-        pre_us / 1e3,
-        post_us / 1e3,
-        100.0 * (pre_us + post_us) / inference_us
-    )
 }

@@ -5,9 +5,10 @@ use super::operator::{self, BrokerArgs};
 use super::EXIT_CONFIG;
 use crate::config::{BrokerAddress, MqttConfig};
 use crate::manage::auth::{self, Command, Envelope};
+use crate::mqtt::session::{all_events, Connection, OnError};
 use crate::mqtt::{options, topics};
 use clap::Args;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{Event, Packet, QoS};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -140,35 +141,33 @@ async fn exchange(
         format!("edgeinfer-cmd-{}", std::process::id()),
     );
     opts.set_max_packet_size(mqtt.max_packet_bytes, mqtt.max_packet_bytes);
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let mut conn = Connection::open(opts, 16, 16, all_events, OnError::Stop);
+    let client = conn.client().clone();
     let prefix = &mqtt.topic_prefix;
     let result_topic = topics::command_result(prefix, device, &command.command);
     let payload = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
     loop {
-        match eventloop.poll().await.map_err(|e| e.to_string())? {
+        let event = conn
+            .next()
+            .await
+            .ok_or("the MQTT event loop stopped")?
+            .map_err(|e| e.to_string())?;
+        match event {
             Event::Incoming(Packet::ConnAck(_)) => {
-                client
-                    .subscribe(&result_topic, QoS::AtLeastOnce)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                conn.request(client.subscribe(&result_topic, QoS::AtLeastOnce), None)
+                    .await?;
             }
             Event::Incoming(Packet::SubAck(_)) => {
-                client
-                    .publish(
-                        topics::command(prefix, device, &command.command),
-                        QoS::AtLeastOnce,
-                        false,
-                        payload.clone(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let topic = topics::command(prefix, device, &command.command);
+                let publish = client.publish(topic, QoS::AtLeastOnce, false, payload.clone());
+                conn.request(publish, None).await?;
             }
             Event::Incoming(Packet::Publish(p)) if p.topic == result_topic => {
                 let Ok(result) = serde_json::from_slice::<Value>(&p.payload) else {
                     continue;
                 };
                 if result["id"] == Value::String(command.id.clone()) {
-                    let _ = client.disconnect().await;
+                    conn.close(Duration::from_millis(500)).await;
                     return Ok(result);
                 }
             }

@@ -80,34 +80,7 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
     })?;
     // First pass learns the input names; shapes come from the files.
     let names = input_names(&args.model)?;
-    if given.len() != names.len() {
-        anyhow::bail!(
-            "the model has {} input(s) ({}), {} given",
-            names.len(),
-            names.join(", "),
-            given.len()
-        );
-    }
-    let mut by_name: Vec<Option<Tensor>> = vec![None; names.len()];
-    for (name, tensor) in given {
-        let ix = match name {
-            Some(n) => names.iter().position(|m| *m == n).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the model has no input \"{n}\" (inputs: {})",
-                    names.join(", ")
-                )
-            })?,
-            None if names.len() == 1 => 0,
-            None => anyhow::bail!("the model has several inputs: name each one as NAME=FILE.npy"),
-        };
-        if by_name[ix].replace(tensor).is_some() {
-            anyhow::bail!("input \"{}\" given twice", names[ix]);
-        }
-    }
-    let tensors: Vec<Tensor> = by_name
-        .into_iter()
-        .map(|t| t.expect("every input counted above"))
-        .collect();
+    let tensors = in_model_order(&names, given)?;
     let overrides: InputOverrides = names
         .iter()
         .zip(&tensors)
@@ -178,5 +151,40 @@ fn input_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .iter()
         .filter(|i| !initializers.contains(i.name.as_str()))
         .map(|i| i.name.clone())
+        .collect())
+}
+
+/// The given inputs in the model's order, each named or, for a model of one input, unnamed.
+fn in_model_order(
+    names: &[String],
+    given: Vec<(Option<String>, Tensor)>,
+) -> anyhow::Result<Vec<Tensor>> {
+    if given.len() != names.len() {
+        anyhow::bail!(
+            "the model has {} input(s) ({}), {} given",
+            names.len(),
+            names.join(", "),
+            given.len()
+        );
+    }
+    let mut by_name: Vec<Option<Tensor>> = vec![None; names.len()];
+    for (name, tensor) in given {
+        let ix = match name {
+            Some(n) => names.iter().position(|m| *m == n).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the model has no input \"{n}\" (inputs: {})",
+                    names.join(", ")
+                )
+            })?,
+            None if names.len() == 1 => 0,
+            None => anyhow::bail!("the model has several inputs: name each one as NAME=FILE.npy"),
+        };
+        if by_name[ix].replace(tensor).is_some() {
+            anyhow::bail!("input \"{}\" given twice", names[ix]);
+        }
+    }
+    Ok(by_name
+        .into_iter()
+        .map(|t| t.expect("every input counted above"))
         .collect())
 }

@@ -6,7 +6,7 @@ use crate::config::{Overflow, QueueConfig};
 use crate::pipeline::FrameQueue;
 use crate::prediction::rfc3339;
 use crate::recording::{Header, RecordingWriter};
-use crate::sensor;
+use crate::sensor::{self, CaptureSettings, FrameSource};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,15 +41,21 @@ const QUEUE: QueueConfig = QueueConfig {
     overflow: Overflow::Block,
 };
 
-pub(super) fn run(args: &RecordArgs) -> ExitCode {
-    let config = match super::load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+/// A sensor opened and its recording created.
+struct Opened {
+    id: Arc<str>,
+    source: Box<dyn FrameSource>,
+    settings: CaptureSettings,
+    writer: RecordingWriter,
+}
+
+/// The sensor opened and the recording created, or the exit code saying why not.
+fn open(args: &RecordArgs) -> Result<Opened, ExitCode> {
+    let config = super::load_config(&args.config)?;
     let Some(sc) = config.sensors.iter().find(|s| s.id == args.sensor) else {
         let ids: Vec<&str> = config.sensors.iter().map(|s| s.id.as_str()).collect();
         error!(sensor = %args.sensor, known = ?ids, "No such sensor in the config");
-        return ExitCode::from(EXIT_CONFIG);
+        return Err(ExitCode::from(EXIT_CONFIG));
     };
     if let Some(d) = args.duration {
         if !(d.is_finite() && d > 0.0) {
@@ -57,18 +63,18 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
                 duration = d,
                 "--duration must be a positive number of seconds"
             );
-            return ExitCode::from(EXIT_CONFIG);
+            return Err(ExitCode::from(EXIT_CONFIG));
         }
     }
-    let Some(kind) = sc.source.frame_kind() else {
+    let Some(kind) = sc.source.facts().frame_kind() else {
         error!(sensor = %sc.id, "Cannot tell what kind of frames this sensor produces");
-        return ExitCode::from(EXIT_CONFIG);
+        return Err(ExitCode::from(EXIT_CONFIG));
     };
     let (source, settings) = match sensor::open(&sc.source) {
         Ok(s) => s,
         Err(e) => {
             error!(sensor = %sc.id, error = %e, "Cannot open the sensor");
-            return ExitCode::FAILURE;
+            return Err(ExitCode::FAILURE);
         }
     };
     let header = Header {
@@ -78,24 +84,40 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
         started_at: rfc3339(SystemTime::now()),
         writer: format!("edgeinfer {}", env!("CARGO_PKG_VERSION")),
     };
-    let mut writer = match RecordingWriter::create(&args.out, &header) {
+    let writer = match RecordingWriter::create(&args.out, &header) {
         Ok(w) => w,
         Err(e) => {
             error!(error = %e, "Cannot create the recording");
-            return ExitCode::FAILURE;
+            return Err(ExitCode::FAILURE);
         }
     };
+    Ok(Opened {
+        id: sc.id.as_str().into(),
+        source,
+        settings,
+        writer,
+    })
+}
 
+pub(super) fn run(args: &RecordArgs) -> ExitCode {
+    let Opened {
+        id,
+        source,
+        settings,
+        mut writer,
+    } = match open(args) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
     let runtime = match super::build_runtime(&mut tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let shutdown = CancellationToken::new();
     let queue = FrameQueue::new();
-    let id: Arc<str> = sc.id.as_str().into();
     let port = queue.port(Arc::clone(&id), QUEUE);
     let capture = {
-        let (queue, token) = (Arc::clone(&queue), shutdown.clone());
+        let (queue, token, id) = (Arc::clone(&queue), shutdown.clone(), Arc::clone(&id));
         std::thread::Builder::new()
             .name(format!("sensor-{id}"))
             .spawn(move || {
@@ -110,7 +132,7 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    info!(sensor = %sc.id, out = %args.out.display(), "Recording");
+    info!(sensor = %id, out = %args.out.display(), "Recording");
 
     let duration = args.duration.map(Duration::from_secs_f64);
     let stopper = {

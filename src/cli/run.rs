@@ -1,6 +1,6 @@
 //! `edgeinfer run --config FILE`: the daemon.
 
-use crate::config::Config;
+use crate::daemon::Options;
 use crate::service::Notifier;
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,9 +22,16 @@ pub(super) fn run(path: &Path) -> ExitCode {
         };
     let shutdown = CancellationToken::new();
     let notifier = Notifier::from_env().map(Arc::new);
+    let options = Options {
+        notifier,
+        ..Options::default()
+    };
     let result = runtime.block_on(async {
         tokio::spawn(wait_for_signal(shutdown.clone()));
-        serve(path, config, shutdown, notifier).await
+        // A `set-config` command asks for a reload the same way a SIGHUP does.
+        let reload = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(forward_hangups(Arc::clone(&reload)));
+        crate::app::serve(path, config, shutdown, options, reload).await
     });
     // A sensor or worker stuck past the stop timeout must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -40,73 +47,19 @@ pub(super) fn run(path: &Path) -> ExitCode {
     }
 }
 
-/// Runs the daemon until `shutdown`. On SIGHUP (or a `set-config` command) the config file is
-/// read and validated again: a valid one replaces the running daemon (queued frames drained, outbox flushed, then a fresh
-/// start on the new config); an invalid one is reported, every error of it, and the daemon keeps
-/// running on the config it has.
-async fn serve(
-    path: &Path,
-    mut config: Config,
-    shutdown: CancellationToken,
-    notifier: Option<Arc<Notifier>>,
-) -> Result<(), crate::app::StartError> {
+/// Turns every SIGHUP into a reload request.
+async fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
+        Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "Cannot watch SIGHUP; reloading is disabled");
-            None
+            return;
         }
     };
-    // A `set-config` command asks for a reload the same way a SIGHUP does.
-    let reload = Arc::new(tokio::sync::Notify::new());
-    loop {
-        let generation = shutdown.child_token();
-        let origin = crate::app::Origin {
-            config_path: Some(path.to_path_buf()),
-            reload: Some(Arc::clone(&reload)),
-        };
-        let mut app = tokio::spawn(crate::app::run(
-            config.clone(),
-            generation.clone(),
-            notifier.clone(),
-            origin,
-        ));
-        let next = loop {
-            let hangup = async {
-                match hangups.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                result = &mut app => {
-                    return result?;
-                }
-                _ = hangup => {
-                    info!(config = %path.display(), "SIGHUP: reloading the configuration");
-                }
-                _ = reload.notified() => {
-                    info!(config = %path.display(), "Reloading the configuration on request");
-                }
-            }
-            match Config::load(path) {
-                Ok(next) => break next,
-                Err(err) => {
-                    for line in err.lines() {
-                        error!("{line}");
-                    }
-                    warn!("The new configuration is invalid; keeping the current one");
-                }
-            }
-        };
-        if let Some(n) = &notifier {
-            n.send("RELOADING=1\nSTATUS=Reloading the configuration");
-        }
-        generation.cancel();
-        app.await??;
-        info!("Configuration reloaded; starting again");
-        config = next;
+    while hangups.recv().await.is_some() {
+        info!(signal = "SIGHUP", "Signal received");
+        reload.notify_one();
     }
 }
 

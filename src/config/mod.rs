@@ -14,6 +14,7 @@ mod onnxruntime;
 mod outbox;
 mod parse;
 mod remote;
+mod section;
 mod sensors;
 
 pub use device::DeviceConfig;
@@ -125,14 +126,12 @@ impl Config {
             tls.resolve_paths(resolve);
         }
         for sensor in &mut self.sensors {
-            match &mut sensor.source {
-                SourceConfig::ImageReplay(c) => resolve(&mut c.path),
-                SourceConfig::WavReplay(c) => resolve(&mut c.path),
-                SourceConfig::LineReplay(c) => resolve(&mut c.path),
-                SourceConfig::Recording(c) => resolve(&mut c.path),
-                SourceConfig::Serial(c) => resolve(&mut c.port),
-                SourceConfig::Camera(_) | SourceConfig::Audio(_) => {}
-            }
+            sensor
+                .source
+                .facts_mut()
+                .paths_mut()
+                .into_iter()
+                .for_each(resolve);
         }
     }
 
@@ -189,7 +188,8 @@ impl Config {
                 )),
                 Some(model) => {
                     let given = model.preprocess.frame_kind();
-                    if let Some(wanted) = sensor.source.frame_kind().filter(|w| *w != given) {
+                    if let Some(wanted) = sensor.source.facts().frame_kind().filter(|w| *w != given)
+                    {
                         errors.push(ConfigError::new(
                             format!("{path}.model"),
                             format!(

@@ -372,9 +372,17 @@ impl ModelConfig {
                 ));
             }
         }
-        let pre = format!("{path}.preprocess");
-        match &self.preprocess {
-            PreprocessConfig::Image(img) => img.validate(&pre, errors),
+        self.preprocess
+            .validate(&format!("{path}.preprocess"), errors);
+        self.postprocess
+            .validate(&format!("{path}.postprocess"), errors);
+    }
+}
+
+impl PreprocessConfig {
+    fn validate(&self, pre: &str, errors: &mut Vec<ConfigError>) {
+        match self {
+            PreprocessConfig::Image(img) => img.validate(pre, errors),
             PreprocessConfig::Audio { gain } => {
                 if !gain.is_finite() {
                     errors.push(ConfigError::new(format!("{pre}.gain"), "must be finite"));
@@ -389,8 +397,12 @@ impl ModelConfig {
                 }
             }
         }
-        let post = format!("{path}.postprocess");
-        match &self.postprocess {
+    }
+}
+
+impl PostprocessConfig {
+    fn validate(&self, post: &str, errors: &mut Vec<ConfigError>) {
+        match self {
             PostprocessConfig::Classify {
                 top_k,
                 labels,
@@ -416,7 +428,7 @@ impl ModelConfig {
             PostprocessConfig::Detect(d) => {
                 if d.format == DetectFormat::Boxes && (d.boxes.is_none() || d.scores.is_none()) {
                     errors.push(ConfigError::new(
-                        post.clone(),
+                        post,
                         "format = \"boxes\" needs the names of its `boxes` and `scores` outputs",
                     ));
                 }

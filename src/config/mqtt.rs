@@ -80,18 +80,18 @@ impl TlsConfig {
     }
 
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        use crate::mqtt::tls;
+        use crate::pem;
         if let Some(ca) = &self.ca_file {
-            if let Err(e) = tls::read_certificates(ca) {
+            if let Err(e) = pem::read_certificates(ca) {
                 errors.push(ConfigError::new(format!("{path}.ca_file"), e.to_string()));
             }
         }
         match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => {
-                if let Err(e) = tls::read_certificates(cert) {
+                if let Err(e) = pem::read_certificates(cert) {
                     errors.push(ConfigError::new(format!("{path}.cert_file"), e.to_string()));
                 }
-                if let Err(e) = tls::read_private_key(key) {
+                if let Err(e) = pem::read_private_key(key) {
                     errors.push(ConfigError::new(format!("{path}.key_file"), e.to_string()));
                 }
             }

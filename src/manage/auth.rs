@@ -272,7 +272,7 @@ impl ReplayMarks {
         }
         self.marks.insert(key.to_string(), seq);
         let bytes = serde_json::to_vec_pretty(&self.marks).unwrap_or_default();
-        if let Err(e) = super::persist::write_atomically(&self.file, &bytes) {
+        if let Err(e) = crate::durable::write_atomically(&self.file, &bytes) {
             // Not stored means not accepted: otherwise a restart would accept it again.
             match high_water {
                 Some(h) => self.marks.insert(key.to_string(), h),

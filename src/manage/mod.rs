@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod commands;
+mod dispatch;
 pub mod ota;
 pub mod persist;
 mod session;

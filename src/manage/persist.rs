@@ -1,24 +1,7 @@
-//! Files replaced whole, so that a crash or power cut leaves either the old or the new content.
+//! The configuration file replaced by a remote command, its previous version kept beside it.
 
+use crate::durable::write_atomically;
 use std::path::{Path, PathBuf};
-
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content: a
-/// temporary file beside it, fsync, rename, fsync of the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = dir.join(name);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
 
 /// Replaces the config file at `path` with `text`, keeping the current one as `{path}.prev`.
 /// Returns where the previous version went.

@@ -1,18 +1,17 @@
 //! The management connection: status with a last will, telemetry, commands and their results.
 
-use super::auth::{Authenticator, Policy, Rejection};
-use super::commands::{self, After};
+use super::auth::{Authenticator, Policy};
+use super::commands::After;
+use super::dispatch::{self, authenticate, failure};
 use super::ota::protocol::{topic, Manifest, Progress, State, MANIFEST_COMMAND};
 use super::ota::Notice;
 use super::telemetry::Sampler;
-use super::{status, unix_now, Context};
+use super::{status, Context};
 use crate::config::{BrokerAddress, MqttConfig, RemoteConfig};
+use crate::mqtt::session::{Backoff, Connection, OnError, SessionEnd};
 use crate::mqtt::{options, topics};
 use crate::pipeline::SlotEvent;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, Publish, QoS,
-};
-use serde_json::{json, Value};
+use rumqttc::{AsyncClient, Event, LastWill, Packet, Publish, QoS};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -45,12 +44,6 @@ pub struct Control {
     notices: Option<mpsc::Receiver<Notice>>,
     /// What the workers report about model changes.
     slot_events: Option<mpsc::Receiver<SlotEvent>>,
-}
-
-/// How one connection ended.
-enum SessionEnd {
-    Shutdown,
-    Lost { connected: bool, reason: String },
 }
 
 impl Control {
@@ -112,9 +105,10 @@ impl Control {
 
     /// Connects, serves, reconnects with exponential backoff, until shutdown.
     pub async fn run(mut self) {
-        let min = Duration::from_millis(self.mqtt.reconnect_min_ms);
-        let max = Duration::from_millis(self.mqtt.reconnect_max_ms);
-        let mut delay = min;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.mqtt.reconnect_min_ms),
+            Duration::from_millis(self.mqtt.reconnect_max_ms),
+        );
         let mut sampler = Sampler::new(&self.ctx);
         let watcher = match (&self.ctx.ota, self.slot_events.take()) {
             (Some(ota), Some(events)) => Some(tokio::spawn(Arc::clone(ota).watch(events))),
@@ -133,18 +127,16 @@ impl Control {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Lost { connected, reason } => {
                     if connected {
-                        delay = min;
+                        backoff.reset();
                         warn!(broker = %self.mqtt.broker, reason, "Management connection lost");
                     } else {
                         debug!(broker = %self.mqtt.broker, reason, "Management connection failed");
                     }
                 }
             }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if !backoff.wait(&self.shutdown).await {
+                break;
             }
-            delay = (delay * 2).min(max);
         }
         if let Some(w) = watcher {
             w.abort();
@@ -183,9 +175,16 @@ impl Control {
         sampler: &mut Sampler,
         notices: &mut mpsc::Receiver<Notice>,
     ) -> SessionEnd {
-        let (client, eventloop) = AsyncClient::new(self.options(), REQUEST_QUEUE);
-        let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        let poller = tokio::spawn(poll_events(eventloop, tx));
+        // Acknowledgements and other outgoing events are not passed on, so they cannot fill the
+        // queue and stall the event loop.
+        let mut conn = Connection::open(
+            self.options(),
+            REQUEST_QUEUE,
+            EVENT_QUEUE,
+            |e| matches!(e, Event::Incoming(Packet::Publish(_))),
+            OnError::Stop,
+        );
+        let client = conn.client().clone();
         let mut connected = false;
         let period = Duration::from_secs(self.remote.telemetry_interval_secs);
         let mut telemetry = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -193,14 +192,14 @@ impl Control {
         let status_topic = topics::status(self.prefix(), self.device());
         let mut inbox = Inbox::default();
 
-        let end = loop {
+        loop {
             if let Some(reason) = inbox.lost.take() {
                 break SessionEnd::Lost { connected, reason };
             }
             if !self.shutdown.is_cancelled() {
                 if let Some(p) = inbox.queue.pop_front() {
                     inbox.bytes -= p.payload.len();
-                    self.command(&client, p, &mut events, &mut inbox).await;
+                    self.command(&client, p, &mut conn, &mut inbox).await;
                     continue;
                 }
             }
@@ -210,18 +209,10 @@ impl Control {
                     if connected {
                         let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::offline(self.device(), "stopped"));
                     }
-                    let _ = client.try_disconnect();
-                    let _ = tokio::time::timeout(DISCONNECT_WAIT, async {
-                        while let Some(Ok(ev)) = events.recv().await {
-                            if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                    break SessionEnd::Shutdown;
+                    conn.close(DISCONNECT_WAIT).await;
+                    return SessionEnd::Shutdown;
                 }
-                event = events.recv() => match event {
+                event = conn.next() => match event {
                     None => break SessionEnd::Lost { connected, reason: "event loop ended".into() },
                     Some(Err(e)) => break SessionEnd::Lost { connected, reason: e.to_string() },
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
@@ -246,11 +237,11 @@ impl Control {
                     match notice {
                         Notice::Progress(p) => {
                             let request = self.progress_request(&client, &p);
-                            self.send(&client, request, &mut events, &mut inbox).await;
+                            self.send(&client, request, &mut conn, &mut inbox).await;
                         }
                         Notice::StatusChanged => {
                             let request = client.publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx));
-                            self.send(&client, request, &mut events, &mut inbox).await;
+                            self.send(&client, request, &mut conn, &mut inbox).await;
                         }
                     }
                 }
@@ -262,9 +253,7 @@ impl Control {
                     }
                 }
             }
-        };
-        poller.abort();
-        end
+        }
     }
 
     /// Queues an incoming message for handling, or refuses it when the inbox is full.
@@ -383,40 +372,47 @@ impl Control {
         &self,
         client: &AsyncClient,
         p: Publish,
-        events: &mut Events,
+        conn: &mut Connection,
         inbox: &mut Inbox,
     ) {
         if let Some(incoming) = topic::parse(self.prefix(), self.device(), &p.topic) {
             if let Some(progress) = self.update(incoming, p.payload.to_vec()).await {
                 let request = self.progress_request(client, &progress);
-                self.send(client, request, events, inbox).await;
+                self.send(client, request, conn, inbox).await;
             }
-            self.send(client, client.ack(&p), events, inbox).await;
+            self.send(client, client.ack(&p), conn, inbox).await;
             return;
         }
         let Some(name) = topics::command_name(self.prefix(), self.device(), &p.topic) else {
             // The subscription only matches this device's commands; anything else is not
             // acted on.
             debug!(topic = %p.topic, "Message outside this device's command topics ignored");
-            self.send(client, client.ack(&p), events, inbox).await;
+            self.send(client, client.ack(&p), conn, inbox).await;
             return;
         };
         let name = name.to_string();
-        let (body, after) = self.handle(&name, p.payload.to_vec()).await;
+        let (body, after) = dispatch::handle(
+            &self.ctx,
+            &self.auth,
+            self.remote.max_command_bytes,
+            &name,
+            p.payload.to_vec(),
+        )
+        .await;
         let topic = topics::command_result(self.prefix(), self.device(), &name);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         if !self
             .send(
                 client,
                 client.publish(topic, QoS::AtLeastOnce, false, bytes),
-                events,
+                conn,
                 inbox,
             )
             .await
         {
             warn!(command = %name, "Command result not sent: the connection ended");
         }
-        self.send(client, client.ack(&p), events, inbox).await;
+        self.send(client, client.ack(&p), conn, inbox).await;
         if after == After::Reload {
             if let Some(reload) = &self.ctx.reload {
                 info!("New configuration written by command; reloading");
@@ -425,140 +421,36 @@ impl Control {
         }
     }
 
-    /// Waits for a request to be queued to rumqttc while still taking events, so that the event
-    /// loop is never stuck on a full event queue meanwhile. False if the connection ended.
+    /// Waits for a request to be queued to rumqttc while still taking events: commands that
+    /// arrive meanwhile go to the inbox (or are refused when it is full). False if the
+    /// connection ended; its error is then the connection's next event.
     async fn send(
         &self,
         client: &AsyncClient,
         request: impl std::future::Future<Output = Result<(), rumqttc::ClientError>>,
-        events: &mut Events,
+        conn: &mut Connection,
         inbox: &mut Inbox,
     ) -> bool {
-        tokio::pin!(request);
-        loop {
-            tokio::select! {
-                sent = &mut request => return sent.is_ok(),
-                event = events.recv() => match event {
-                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(client, p, inbox),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        inbox.lost = Some(e.to_string());
-                        return false;
-                    }
-                    None => {
-                        inbox.lost = Some("event loop ended".into());
-                        return false;
-                    }
-                },
+        let mut on_event = |event: Event| {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                self.receive(client, p, inbox);
+            }
+        };
+        match conn.request(request, Some(&mut on_event)).await {
+            Ok(()) => true,
+            Err(reason) => {
+                inbox.lost = Some(reason);
+                false
             }
         }
     }
-
-    /// Authenticates and runs one command; returns its result.
-    async fn handle(&self, name: &str, payload: Vec<u8>) -> (Value, After) {
-        let correlation = Authenticator::correlation_id(&payload);
-        let auth = Arc::clone(&self.auth);
-        let topic_name = name.to_string();
-        // Checking may write the high-water file (fsync): off the reactor.
-        let max = self.remote.max_command_bytes;
-        let checked =
-            tokio::task::spawn_blocking(move || authenticate(&auth, &topic_name, &payload, max))
-                .await
-                .unwrap_or_else(|e| Err(Rejection::Storage(e.to_string())));
-        let (body, after) = match checked {
-            Err(rejection) => {
-                warn!(command = name, reason = rejection.code(), detail = %rejection, "Command refused");
-                (
-                    failure(
-                        correlation,
-                        name,
-                        rejection.code(),
-                        rejection.to_string(),
-                        None,
-                    ),
-                    After::Nothing,
-                )
-            }
-            Ok(command) => {
-                let id = Some(command.id.clone());
-                match commands::execute(&self.ctx, &command).await {
-                    Ok((result, after)) => {
-                        info!(command = name, id = %command.id, seq = command.seq, "Command done");
-                        (
-                            json!({ "id": id, "command": name, "ok": true, "result": result }),
-                            after,
-                        )
-                    }
-                    Err(f) => {
-                        warn!(command = name, id = %command.id, reason = f.code, detail = %f.message, "Command failed");
-                        (
-                            failure(id, name, f.code, f.message, f.details),
-                            After::Nothing,
-                        )
-                    }
-                }
-            }
-        };
-        (body, after)
-    }
 }
 
-/// Checks a signed payload (blocking: it may write the high-water file); a damaged high-water
-/// file refuses everything with its reason.
-fn authenticate(
-    auth: &Mutex<Result<Authenticator, String>>,
-    name: &str,
-    payload: &[u8],
-    max_bytes: usize,
-) -> Result<super::auth::Command, Rejection> {
-    let mut guard = auth.lock().unwrap_or_else(|p| p.into_inner());
-    match guard.as_mut() {
-        Ok(a) => a.check_sized(name, payload, unix_now(), max_bytes),
-        Err(reason) => Err(Rejection::Storage(reason.clone())),
-    }
-}
-
-/// The event queue of one connection.
-type Events = mpsc::Receiver<Result<Event, ConnectionError>>;
-
-/// Commands received and not yet handled, and whether the connection ended meanwhile.
+/// Commands received and not yet handled, and why the connection ended if it did meanwhile (no
+/// further command is run then: its result could not be sent).
 #[derive(Default)]
 struct Inbox {
     queue: std::collections::VecDeque<Publish>,
     bytes: usize,
     lost: Option<String>,
-}
-
-fn failure(
-    id: Option<String>,
-    name: &str,
-    code: &str,
-    message: String,
-    details: Option<Value>,
-) -> Value {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(d) = details {
-        error["details"] = d;
-    }
-    json!({ "id": id, "command": name, "ok": false, "error": error })
-}
-
-/// Drives the event loop, forwarding the events the session acts on; stops at the first error so
-/// the connection is rebuilt. Acknowledgements and other outgoing events are not forwarded, so
-/// they cannot fill the queue and stall the event loop.
-async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
-    loop {
-        let event = eventloop.poll().await;
-        let failed = event.is_err();
-        let wanted = matches!(
-            event,
-            Err(_)
-                | Ok(Event::Incoming(Packet::ConnAck(_)))
-                | Ok(Event::Incoming(Packet::Publish(_)))
-                | Ok(Event::Outgoing(Outgoing::Disconnect))
-        );
-        if (wanted && tx.send(event).await.is_err()) || failed {
-            break;
-        }
-    }
 }

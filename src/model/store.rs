@@ -12,7 +12,7 @@
 //! crashes the process cannot keep a device in a restart loop.
 
 use crate::config::ModelConfig;
-use crate::manage::persist::write_atomically;
+use crate::durable::{rename_durably, write_atomically};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -271,10 +271,7 @@ impl ModelStore {
         let dir = self.dir(&config.id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let target = self.file(&config.id, &version.sha256);
-        std::fs::rename(staged, &target).map_err(io(&target))?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
+        rename_durably(staged, &target).map_err(io(&target))?;
         let mut state = self.state(&config.id)?;
         state.base = config.path.clone();
         if state.active.as_ref().map(|a| &a.sha256) != Some(&version.sha256) {

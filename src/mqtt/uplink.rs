@@ -6,13 +6,13 @@
 //! queued; the uplink keeps that order to map each packet id back to its outbox keys.
 
 use super::drain::{Batching, Flight};
+use super::session::{all_events, Backoff, Connection, OnError, SessionEnd};
 use super::topics;
 use crate::config::{BrokerAddress, MqttConfig};
 use crate::outbox::Outbox;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -25,12 +25,6 @@ pub struct Uplink {
     shutdown: CancellationToken,
     /// Newest record stored before the uplink started: the first connection's backlog.
     backlog_end: Option<u64>,
-}
-
-/// How one connection ended.
-enum SessionEnd {
-    Shutdown,
-    Lost { connected: bool, reason: String },
 }
 
 /// Events from the event loop task; bounded, and the event loop waits when it is full.
@@ -61,9 +55,10 @@ impl Uplink {
 
     /// Connects, publishes, reconnects with exponential backoff, until shutdown.
     pub async fn run(self) {
-        let min = Duration::from_millis(self.config.reconnect_min_ms);
-        let max = Duration::from_millis(self.config.reconnect_max_ms);
-        let mut delay = min;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.config.reconnect_min_ms),
+            Duration::from_millis(self.config.reconnect_max_ms),
+        );
         // The first failure of an outage is a warning; its retries are only debug lines.
         let mut outage_reported = false;
         let mut backlog_end = self.backlog_end;
@@ -74,7 +69,7 @@ impl Uplink {
                     connected: true,
                     reason,
                 } => {
-                    delay = min;
+                    backoff.reset();
                     outage_reported = true;
                     warn!(broker = %self.config.broker, reason, "Connection to broker lost; predictions are kept in the outbox");
                 }
@@ -89,15 +84,12 @@ impl Uplink {
                     connected: false,
                     reason,
                 } => {
-                    debug!(broker = %self.config.broker, reason, retry_in_ms = delay.as_millis() as u64, "Broker still not reachable");
+                    debug!(broker = %self.config.broker, reason, retry_in_ms = backoff.current().as_millis() as u64, "Broker still not reachable");
                 }
             }
-            let wait = jitter(delay);
-            tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.wait(&self.shutdown).await {
+                break;
             }
-            delay = (delay * 2).min(max);
             // What was stored while there was no connection is the next one's backlog.
             backlog_end = self.outbox.last_seq();
         }
@@ -121,33 +113,30 @@ impl Uplink {
     /// backlog, sent as historical.
     async fn session(&self, backlog_end: Option<u64>) -> SessionEnd {
         let window = self.config.max_inflight as usize;
-        let (client, eventloop) = AsyncClient::new(self.options(), window + 8);
-        let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        let poller = tokio::spawn(poll_events(eventloop, tx));
+        let mut conn = Connection::open(
+            self.options(),
+            window + 8,
+            EVENT_QUEUE,
+            all_events,
+            OnError::Stop,
+        );
+        let client = conn.client().clone();
         let mut state = Flight::new(None);
         let notify = self.outbox.notifier();
         let mut connected = false;
 
-        let end = loop {
+        loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
                     if connected {
-                        self.drain_acks(&mut events, &mut state).await;
+                        self.drain_acks(&mut conn, &mut state).await;
                     }
-                    let _ = client.try_disconnect();
                     // Give the DISCONNECT a moment to leave; anything unacked stays in the outbox.
-                    let _ = tokio::time::timeout(DISCONNECT_WAIT, async {
-                        while let Some(Ok(ev)) = events.recv().await {
-                            if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                    break SessionEnd::Shutdown;
+                    conn.close(DISCONNECT_WAIT).await;
+                    return SessionEnd::Shutdown;
                 }
-                event = events.recv() => match event {
+                event = conn.next() => match event {
                     None => break SessionEnd::Lost { connected, reason: "event loop ended".into() },
                     Some(Err(e)) => break SessionEnd::Lost { connected, reason: e.to_string() },
                     Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
@@ -174,21 +163,15 @@ impl Uplink {
                     }
                 }
             }
-        };
-        poller.abort();
-        end
+        }
     }
 
     /// At shutdown: waits a little for PUBACKs of what is in flight, publishing nothing new, so
     /// that a clean stop leaves nothing to send twice.
-    async fn drain_acks(
-        &self,
-        events: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
-        state: &mut Flight,
-    ) {
+    async fn drain_acks(&self, conn: &mut Connection, state: &mut Flight) {
         let _ = tokio::time::timeout(DRAIN_WAIT, async {
             while state.in_flight() > 0 {
-                match events.recv().await {
+                match conn.next().await {
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => state.written(pkid),
                     Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => self.acked(state, ack.pkid),
                     Some(Ok(_)) => {}
@@ -244,25 +227,4 @@ impl Uplink {
         }
         Ok(())
     }
-}
-
-/// Drives the event loop, forwarding events; stops at the first error so the connection is rebuilt.
-async fn poll_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
-    loop {
-        let event = eventloop.poll().await;
-        let failed = event.is_err();
-        if tx.send(event).await.is_err() || failed {
-            break;
-        }
-    }
-}
-
-/// ±20% so that a fleet does not reconnect in lock-step after a broker restart.
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let factor = 0.8 + 0.4 * (nanos % 1000) as f64 / 1000.0;
-    d.mul_f64(factor)
 }

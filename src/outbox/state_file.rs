@@ -3,9 +3,9 @@
 //! version after a crash.
 
 use super::Counters;
+use crate::durable::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Sequence numbers are reserved on disk in blocks of this many before any of them is used, so
@@ -50,13 +50,6 @@ pub(super) fn load(dir: &Path) -> Result<Option<PersistedState>, String> {
 
 /// Writes the state atomically and durably.
 pub(super) fn save(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
-    let tmp = dir.join("state.json.tmp");
     let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path(dir))?;
-    std::fs::File::open(dir)?.sync_all()
+    write_atomically(&path(dir), &bytes)
 }

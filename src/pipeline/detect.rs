@@ -1,29 +1,10 @@
 //! Detection post-processing: candidate boxes → score threshold → per-class NMS → boxes in [0, 1].
 
-use super::postprocess::{values_f32, with_values_f32};
+use super::output_values::{values_f32, with_values_f32};
 use super::PipelineError;
 use crate::config::{BoxFormat, DetectConfig, DetectFormat};
-use serde::{Deserialize, Serialize};
+use crate::prediction::DetectedBox;
 use tract_onnx::prelude::Tensor;
-
-/// One reported box, in [0, 1] of the model input: top-left corner, width, height.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DetectedBox {
-    /// Label from the labels file, or the class index as text.
-    pub label: String,
-    /// Class index.
-    pub index: usize,
-    /// Score (objectness × class score for YOLO rows).
-    pub score: f32,
-    /// Left.
-    pub x: f32,
-    /// Top.
-    pub y: f32,
-    /// Width.
-    pub w: f32,
-    /// Height.
-    pub h: f32,
-}
 
 /// A candidate in corner form, in the model's coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]

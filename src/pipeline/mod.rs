@@ -1,22 +1,26 @@
 //! From frames to predictions: the per-model queue, pre-processing, inference and post-processing.
 
 mod detect;
+mod heartbeat;
+mod output_values;
 mod postprocess;
 mod preprocess;
 mod queue;
+pub mod resolve;
 pub mod serving;
 mod stats;
 mod worker;
 
-pub use detect::{decode_yolo, nms, Candidate, DetectedBox, Detector};
-pub use postprocess::{ClassScore, InferenceResult, Postprocessor, RawOutput};
+pub use detect::{decode_yolo, nms, Candidate, Detector};
+pub use heartbeat::Heartbeat;
+pub use postprocess::Postprocessor;
 pub use preprocess::Preprocessor;
 pub use queue::{FrameQueue, QueueClosed, SensorPort};
 pub use serving::{
     Change, ModelSlot, Serving, ServingError, SlotEvent, SlotEventKind, SlotInfo, TrialPolicy,
 };
 pub use stats::{LatencySummary, LatencyWindow, SensorStats, SensorTotals};
-pub use worker::{Worker, WorkerHandle};
+pub use worker::{FrameHook, Worker, WorkerHandle};
 
 /// A model's pre- or post-processing does not fit the model or the frame it got.
 #[derive(Debug, thiserror::Error)]

@@ -1,77 +1,12 @@
 //! Output tensors → the `result` object of a prediction, as declared in the model's `postprocess` table.
 
-use super::detect::{DetectedBox, Detector};
+use super::detect::Detector;
+use super::output_values::values_f32;
 use super::PipelineError;
 use crate::config::{Activation, PostprocessConfig};
-use serde::{Deserialize, Serialize};
+use crate::prediction::{ClassScore, InferenceResult, RawOutput};
 use std::collections::BTreeMap;
-use tract_onnx::prelude::{DatumType, Tensor};
-
-/// What a prediction reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum InferenceResult {
-    /// `{"top": [...]}` for classifiers.
-    Classes {
-        /// Best classes first.
-        top: Vec<ClassScore>,
-    },
-    /// `{"boxes": [...]}` for detectors.
-    Boxes {
-        /// Best first.
-        boxes: Vec<DetectedBox>,
-    },
-    /// `{"outputs": {...}}` raw values.
-    Raw {
-        /// By output name.
-        outputs: BTreeMap<String, RawOutput>,
-    },
-}
-
-impl InferenceResult {
-    /// A few words for logs: the best class and score, or the output names.
-    pub fn summary(&self) -> String {
-        match self {
-            InferenceResult::Classes { top } => match top.first() {
-                Some(best) => format!("{} {:.3}", best.label, best.score),
-                None => "no class above threshold".to_string(),
-            },
-            InferenceResult::Boxes { boxes } => match boxes.first() {
-                Some(best) => format!(
-                    "{} boxes, best {} {:.3}",
-                    boxes.len(),
-                    best.label,
-                    best.score
-                ),
-                None => "no boxes".to_string(),
-            },
-            InferenceResult::Raw { outputs } => {
-                let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
-                format!("outputs {}", names.join(", "))
-            }
-        }
-    }
-}
-
-/// One class and its score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassScore {
-    /// Label from the labels file, or the class index as text.
-    pub label: String,
-    /// Class index in the output.
-    pub index: usize,
-    /// Score after the activation.
-    pub score: f32,
-}
-
-/// The first values of one output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RawOutput {
-    /// Full shape of the output.
-    pub shape: Vec<usize>,
-    /// Its first values, flattened in C order.
-    pub values: Vec<f32>,
-}
+use tract_onnx::prelude::Tensor;
 
 /// Turns output tensors into a result.
 #[derive(Debug, Clone)]
@@ -258,36 +193,6 @@ impl Postprocessor {
             }
         }
     }
-}
-
-pub(super) fn values_f32(tensor: &Tensor) -> Result<Vec<f32>, PipelineError> {
-    with_values_f32(tensor, <[f32]>::to_vec)
-}
-
-/// Calls `f` on the output's values in C order as f32: borrowed from the tensor when it already
-/// holds contiguous f32 (the usual case, so large detector outputs are not copied), cast otherwise.
-pub(super) fn with_values_f32<R>(
-    tensor: &Tensor,
-    f: impl FnOnce(&[f32]) -> R,
-) -> Result<R, PipelineError> {
-    if tensor.datum_type() == DatumType::F32 {
-        if let Some(slice) = tensor
-            .to_plain_array_view::<f32>()
-            .ok()
-            .as_ref()
-            .and_then(|v| v.as_slice())
-        {
-            return Ok(f(slice));
-        }
-    }
-    let cast = tensor
-        .cast_to::<f32>()
-        .map_err(|e| PipelineError::Frame(format!("output is not numeric: {e}")))?;
-    let view = cast
-        .to_plain_array_view::<f32>()
-        .map_err(|e| PipelineError::Frame(e.to_string()))?;
-    let values: Vec<f32> = view.iter().copied().collect();
-    Ok(f(&values))
 }
 
 fn activate(values: &mut [f32], activation: Activation) {

@@ -7,9 +7,10 @@
 //! swap never waits for a lock on the inference path and never drops a frame.
 
 use super::stats::LatencyWindow;
-use super::{InferenceResult, PipelineError, Postprocessor, Preprocessor};
+use super::{PipelineError, Postprocessor, Preprocessor};
 use crate::config::ModelConfig;
 use crate::model::{LoadedModel, ModelError};
+use crate::prediction::InferenceResult;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -344,7 +345,7 @@ pub(super) fn bump(counter: &AtomicU64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::ClassScore;
+    use crate::prediction::ClassScore;
 
     fn top(label: &str) -> InferenceResult {
         InferenceResult::Classes {

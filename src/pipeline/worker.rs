@@ -6,12 +6,11 @@ use super::serving::{
     self, bump, Change, ModelSlot, ShadowStats, SlotEvent, SlotEventKind, Trial, Verdict,
     RECENT_LATENCIES,
 };
-use super::{FrameQueue, InferenceResult, LatencyWindow, SensorStats, Serving};
+use super::{FrameQueue, Heartbeat, LatencyWindow, SensorStats, Serving};
 use crate::frame::Frame;
 use crate::model::RecurrentState;
 use crate::outbox::{Appended, Outbox};
-use crate::prediction::{rfc3339, Prediction};
-use crate::service::Heartbeat;
+use crate::prediction::{rfc3339, InferenceResult, Prediction};
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -46,11 +45,15 @@ pub struct Worker {
     pub heartbeat: Arc<Heartbeat>,
     /// Inference latencies, for telemetry.
     pub latency: Arc<LatencyWindow>,
+    /// Called before each frame; see [`FrameHook`].
+    pub frame_hook: Option<FrameHook>,
 }
 
-/// Test hook: the worker hangs for good after this many frames, as a deadlocked model run or
-/// outbox write would (the watchdog must then stop its pings). Never set in production.
-const HANG_HOOK: &str = "EDGEINFER_TEST_HANG_AFTER_FRAMES";
+/// Called by a worker on its own thread before each frame, with the model id and the frame's
+/// number (from 1). A way to inject faults where a worker runs — a model run that deadlocks, an
+/// outbox write that takes seconds — for tests of what watches the workers, such as the systemd
+/// watchdog. The daemon sets none of its own.
+pub type FrameHook = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 /// A running worker thread.
 pub struct WorkerHandle {
@@ -73,9 +76,6 @@ impl Worker {
     fn run(self) {
         let id = self.serving.model.id.clone();
         debug!(model = %id, "Inference worker started");
-        let hang_after = std::env::var(HANG_HOOK)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok());
         let mut state = WorkerState::new(self.serving);
         let mut frames = 0u64;
         let ctx = Shared {
@@ -92,11 +92,8 @@ impl Worker {
                 state.apply(change, &ctx);
             }
             frames += 1;
-            if hang_after.is_some_and(|n| frames > n) {
-                warn!(model = %id, "{HANG_HOOK} reached: this worker now hangs");
-                loop {
-                    std::thread::park();
-                }
+            if let Some(hook) = &self.frame_hook {
+                hook(&id, frames);
             }
             let stats = self.stats.get(&frame.sensor).cloned();
             match state.frame(&frame, &ctx) {

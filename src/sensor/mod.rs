@@ -14,7 +14,7 @@ pub use capture::{run_capture, CaptureSettings, Pacing};
 pub use running::{RestartError, Sensors};
 pub use window::Windower;
 
-use crate::config::{SourceConfig, Timing};
+use crate::config::SourceConfig;
 use crate::frame::Payload;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,7 +78,8 @@ pub trait FrameSource: Send {
     }
 }
 
-/// Opens the source a sensor config describes, with its pacing and looping settings. File sources
+/// Opens the source a sensor config describes, with its pacing and looping settings: one line per
+/// sensor kind (the other place a new kind is registered, besides `config::sensors`). File sources
 /// are opened here, so a bad file fails start-up; devices are opened by the capture loop, which
 /// retries them, so a camera plugged in later is picked up.
 pub fn open(source: &SourceConfig) -> Result<(Box<dyn FrameSource>, CaptureSettings), SensorError> {
@@ -93,16 +94,15 @@ pub fn open(source: &SourceConfig) -> Result<(Box<dyn FrameSource>, CaptureSetti
         SourceConfig::Serial(c) => Box::new(serial::SerialSource::new(c.clone())),
         SourceConfig::Recording(c) => Box::new(recording::RecordingSource::open(&c.path)?),
     };
-    let pacing = match source {
-        SourceConfig::Recording(c) if c.timing == Timing::Original => Pacing::Recorded,
-        _ => match source.rate() {
-            Some(rate) => Pacing::Rate(rate),
-            None => Pacing::Free,
-        },
+    let facts = source.facts();
+    let pacing = match facts.rate() {
+        _ if facts.paced_by_timestamps() => Pacing::Recorded,
+        Some(rate) => Pacing::Rate(rate),
+        None => Pacing::Free,
     };
     let settings = CaptureSettings {
         pacing,
-        looping: source.looping(),
+        looping: facts.looping(),
     };
     Ok((opened, settings))
 }

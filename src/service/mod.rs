@@ -1,10 +1,8 @@
 //! Running under systemd: readiness and status notifications, and a watchdog that pings only while
 //! the pipeline makes progress.
 
-mod heartbeat;
 mod notify;
 mod watchdog;
 
-pub use heartbeat::Heartbeat;
 pub use notify::Notifier;
 pub use watchdog::supervise;

@@ -56,6 +56,16 @@ impl Notifier {
         })
     }
 
+    /// To the datagram socket at `path`, with the watchdog timeout `watchdog`: what `from_env`
+    /// finds under a service manager, given directly (an embedding program, a test).
+    pub fn to_socket(path: PathBuf, watchdog: Option<Duration>) -> std::io::Result<Notifier> {
+        Ok(Notifier {
+            socket: UnixDatagram::unbound()?,
+            target: Target::Path(path),
+            watchdog,
+        })
+    }
+
     /// The watchdog timeout the service manager asked for, if any.
     pub fn watchdog(&self) -> Option<Duration> {
         self.watchdog

@@ -4,9 +4,9 @@
 //! input or has been on its current frame for less than the watchdog timeout. A worker stuck in a
 //! model run or an outbox write therefore stops the pings, and systemd restarts the service.
 
-use super::{Heartbeat, Notifier};
+use super::Notifier;
 use crate::outbox::Outbox;
-use crate::pipeline::SensorStats;
+use crate::pipeline::{Heartbeat, SensorStats};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod service_manager;
 
 pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -483,6 +484,19 @@ header = true
 "#,
         readings.display()
     )
+}
+
+/// A config with the vibration model fed by one line-replay sensor `sensor` at 20 readings/s,
+/// looping over 50 readings, followed by `extra` TOML.
+pub fn looping_line_config(dir: &Path, sensor: &str, extra: &str) -> PathBuf {
+    let readings = dir.join("readings.csv");
+    write_readings(&readings, 50);
+    let body = format!(
+        "{}{}loop = true\n{extra}",
+        vibration_model_toml("vibration", &repo("models/vibration.labels")),
+        line_sensor_toml(sensor, "vibration", &readings, Some(20.0)),
+    );
+    write_config(dir, "edgeinfer.toml", &body)
 }
 
 /// A config with the vibration model fed by one line-replay sensor (`serial0`) and `outbox` TOML.

@@ -8,7 +8,8 @@ use crate::manage::ota::protocol::{
     topic, Manifest, Progress, State, MANIFEST_COMMAND, PROGRESS_EVERY,
 };
 use crate::mqtt::options;
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use crate::mqtt::session::{all_events, Connection, OnError};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -29,6 +30,8 @@ const WINDOW: usize = 4 * PROGRESS_EVERY as usize;
 const PACKET_OVERHEAD: usize = 4096;
 /// Requests queued for the event loop before publishing waits.
 const REQUEST_QUEUE: usize = 16;
+/// Events waiting for the driver; the event loop waits when it is full.
+const EVENT_QUEUE: usize = 64;
 
 /// Sends the manifest and chunks of `p` and follows the device's progress until a final state.
 /// Connection errors are retried; only a broken client (its event loop gone) is an error.
@@ -44,11 +47,22 @@ pub(super) async fn push(p: &Prepared) -> Result<Outcome, String> {
         .max_packet_bytes
         .max(p.manifest.chunk_size as usize + PACKET_OVERHEAD);
     opts.set_max_packet_size(max_packet, max_packet);
-    let (client, eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let poller = tokio::spawn(poll(eventloop, events_tx));
-    let (jobs_tx, jobs) = mpsc::unbounded_channel();
-    let (sent_tx, sent) = mpsc::unbounded_channel();
+    // Connection errors are passed on and polling goes on after a wait: rumqttc reconnects with
+    // the same client, so the chunk sender's clone of it keeps working.
+    let mut conn = Connection::open(
+        opts,
+        REQUEST_QUEUE,
+        EVENT_QUEUE,
+        all_events,
+        OnError::Retry {
+            first: BACKOFF_FIRST,
+            max: BACKOFF_MAX,
+        },
+    );
+    let client = conn.client().clone();
+    // One job at a time: the transfer asks for the next only once the last was sent.
+    let (jobs_tx, jobs) = mpsc::channel(1);
+    let (sent_tx, sent) = mpsc::channel(1);
     let (received_tx, received) = watch::channel(0);
     let chunks = Chunks {
         client: client.clone(),
@@ -60,51 +74,25 @@ pub(super) async fn push(p: &Prepared) -> Result<Outcome, String> {
     let sender = tokio::spawn(chunks.serve(jobs, received, sent_tx));
     let result = Driver {
         p,
-        client: client.clone(),
+        client,
         jobs: jobs_tx,
         transfer: Transfer::new(p.manifest.chunks(), p.wait_for_commit),
         received: received_tx,
         rate: None,
     }
-    .run(events, sent)
+    .run(&mut conn, sent)
     .await;
     sender.abort();
-    let _ = client.try_disconnect();
     // Let the disconnect go out before the event loop is dropped.
-    let _ = tokio::time::timeout(Duration::from_millis(200), poller).await;
+    conn.close(Duration::from_millis(200)).await;
     result
-}
-
-/// Polls the event loop, passing every event and error on, until the disconnect has gone out (or
-/// the connection fails once nobody listens); waits with backoff after an error (the next poll
-/// reconnects).
-async fn poll(mut eventloop: EventLoop, events: mpsc::UnboundedSender<Result<Event, String>>) {
-    let mut backoff = BACKOFF_FIRST;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-            Ok(event) => {
-                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
-                    backoff = BACKOFF_FIRST;
-                }
-                let _ = events.send(Ok(event));
-            }
-            Err(e) => {
-                if events.send(Err(e.to_string())).is_err() {
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
 }
 
 /// Reacts to connection events and progress messages.
 struct Driver<'p> {
     p: &'p Prepared,
     client: AsyncClient,
-    jobs: mpsc::UnboundedSender<Vec<u32>>,
+    jobs: mpsc::Sender<Vec<u32>>,
     transfer: Transfer,
     /// Chunks the device has, for the sender's window.
     received: watch::Sender<u32>,
@@ -115,8 +103,8 @@ struct Driver<'p> {
 impl Driver<'_> {
     async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<Result<Event, String>>,
-        mut sent: mpsc::UnboundedReceiver<()>,
+        conn: &mut Connection,
+        mut sent: mpsc::Receiver<()>,
     ) -> Result<Outcome, String> {
         let m = &self.p.manifest;
         let progress_topic =
@@ -135,21 +123,20 @@ impl Driver<'_> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                event = events.recv() => match event.ok_or("the MQTT event loop stopped")? {
+                event = conn.next() => match event.ok_or("the MQTT event loop stopped")? {
                     Err(e) => {
                         warn!(error = %e, "No broker connection; retrying");
                         subscribed = false;
                     }
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         info!(broker = %self.p.mqtt.broker, "Connected");
-                        self.client
-                            .subscribe(&progress_topic, QoS::AtLeastOnce)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let client = self.client.clone();
+                        conn.request(client.subscribe(&progress_topic, QoS::AtLeastOnce), None)
+                            .await?;
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         subscribed = true;
-                        self.send_manifest().await?;
+                        self.send_manifest(conn).await?;
                         last_activity = Instant::now();
                     }
                     Ok(Event::Incoming(Packet::Publish(msg))) if msg.topic == progress_topic => {
@@ -173,6 +160,7 @@ impl Driver<'_> {
                                 );
                                 self.jobs
                                     .send(chunks)
+                                    .await
                                     .map_err(|_| "the chunk sender stopped")?;
                             }
                             Step::Done(outcome) => return Ok(outcome),
@@ -192,7 +180,7 @@ impl Driver<'_> {
                             silent_s = SILENCE.as_secs(),
                             "No progress from the device; sending the manifest again"
                         );
-                        self.send_manifest().await?;
+                        self.send_manifest(conn).await?;
                         last_activity = Instant::now();
                     }
                 }
@@ -201,16 +189,18 @@ impl Driver<'_> {
     }
 
     /// Signs the manifest afresh (new seq and expiry) and publishes it.
-    async fn send_manifest(&mut self) -> Result<(), String> {
+    async fn send_manifest(&mut self, conn: &mut Connection) -> Result<(), String> {
         let p = self.p;
         let args = serde_json::to_value(&p.manifest).map_err(|e| e.to_string())?;
         let (_, envelope) = operator::sign(&p.key, &p.device, MANIFEST_COMMAND, "ota", p.ttl, args);
         let payload = serde_json::to_vec(&envelope).map_err(|e| e.to_string())?;
         let topic = topic::manifest(&p.mqtt.topic_prefix, &p.device, &p.manifest.transfer);
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = self.client.clone();
+        conn.request(
+            client.publish(topic, QoS::AtLeastOnce, false, payload),
+            None,
+        )
+        .await?;
         self.transfer.manifest_sent();
         Ok(())
     }
@@ -301,9 +291,9 @@ impl Chunks {
     /// out.
     async fn serve(
         self,
-        mut jobs: mpsc::UnboundedReceiver<Vec<u32>>,
+        mut jobs: mpsc::Receiver<Vec<u32>>,
         mut received: watch::Receiver<u32>,
-        sent: mpsc::UnboundedSender<()>,
+        sent: mpsc::Sender<()>,
     ) {
         let m = &self.manifest;
         // A line per ~5% of the file's chunks; for files of fewer than 20, only the job's last.
@@ -357,7 +347,7 @@ impl Chunks {
                 .publish(end, QoS::AtLeastOnce, false, Vec::new())
                 .await
                 .is_err()
-                || sent.send(()).is_err()
+                || sent.send(()).await.is_err()
             {
                 return;
             }

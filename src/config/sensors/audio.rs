@@ -1,6 +1,9 @@
 //! `type = "audio"`: an audio input (ALSA through cpal), cut into sliding mono windows.
 
+use super::kind::{live_queue, SensorFacts, SensorKind};
+use super::QueueConfig;
 use crate::config::ConfigError;
+use crate::frame::FrameKind;
 use serde::Deserialize;
 
 /// An audio input device.
@@ -36,8 +39,25 @@ fn default_buffer_ms() -> u32 {
 
 const RATES: std::ops::RangeInclusive<u32> = 1000..=384_000;
 
-impl AudioConfig {
-    pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+impl SensorKind for AudioConfig {
+    const TYPE: &'static str = "audio";
+}
+
+impl SensorFacts for AudioConfig {
+    // Audio keeps a short backlog and drops the oldest.
+    fn frame_kind(&self) -> Option<FrameKind> {
+        Some(FrameKind::Audio)
+    }
+
+    fn default_queue(&self) -> QueueConfig {
+        live_queue(8)
+    }
+
+    fn window(&self) -> Option<usize> {
+        Some(self.window)
+    }
+
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         if let Some(device) = &self.device {
             if device.trim().is_empty() {
                 errors.push(ConfigError::new(

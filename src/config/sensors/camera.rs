@@ -1,6 +1,9 @@
 //! `type = "camera"`: a V4L2 capture device (USB/UVC cameras, Jetson CSI cameras).
 
+use super::kind::{live_queue, SensorFacts, SensorKind};
+use super::QueueConfig;
 use crate::config::ConfigError;
+use crate::frame::FrameKind;
 use serde::Deserialize;
 
 /// A V4L2 camera.
@@ -52,8 +55,21 @@ fn default_buffers() -> u32 {
     4
 }
 
-impl CameraConfig {
-    pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+impl SensorKind for CameraConfig {
+    const TYPE: &'static str = "camera";
+}
+
+impl SensorFacts for CameraConfig {
+    // A camera keeps only the latest frame.
+    fn frame_kind(&self) -> Option<FrameKind> {
+        Some(FrameKind::Image)
+    }
+
+    fn default_queue(&self) -> QueueConfig {
+        live_queue(1)
+    }
+
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         if self.device.trim().is_empty() {
             errors.push(ConfigError::new(
                 format!("{path}.device"),

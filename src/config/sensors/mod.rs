@@ -6,19 +6,79 @@
 
 mod audio;
 mod camera;
+mod image_replay;
+mod kind;
+mod line_replay;
 mod recording;
 mod serial;
+mod wav_replay;
 
 pub use audio::AudioConfig;
 pub use camera::{CameraConfig, PixelFormat};
+pub use image_replay::ImageReplayConfig;
+pub use kind::{SensorFacts, SensorKind};
+pub use line_replay::LineReplayConfig;
 pub use recording::{RecordingConfig, Timing};
 pub use serial::{FlowControl, LengthPrefix, Parity, SampleType, SerialConfig, SerialFraming};
+pub use wav_replay::WavReplayConfig;
 
-use super::parse::section;
+use super::section::section;
 use super::{check_id, ConfigError};
-use crate::frame::FrameKind;
 use serde::Deserialize;
-use std::path::PathBuf;
+
+/// Declares `SourceConfig`, one variant per sensor kind, and what is generated from that list:
+/// the `type` names, parsing by `type`, and access to a kind's [`SensorFacts`]. Adding a sensor
+/// kind is its settings file here (a [`SensorKind`]), its source under `src/sensor/`, and a line
+/// in the list below.
+macro_rules! sensor_kinds {
+    ($($(#[$doc:meta])* $variant:ident($config:ty),)*) => {
+        /// Type-specific sensor settings, chosen by the sensor's `type`.
+        #[derive(Debug, Clone)]
+        pub enum SourceConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        impl SourceConfig {
+            /// Every sensor `type`, in the order the docs list them.
+            pub const TYPES: &'static [&'static str] = &[$(<$config as SensorKind>::TYPE),*];
+
+            /// The settings of a sensor of type `kind` from its type-specific keys; `None` for
+            /// an unknown type, `Some(None)` when the keys do not deserialize (errors recorded).
+            fn parse(
+                kind: &str,
+                keys: &toml::Value,
+                path: &str,
+                errors: &mut Vec<ConfigError>,
+            ) -> Option<Option<SourceConfig>> {
+                $(if kind == <$config as SensorKind>::TYPE {
+                    return Some(section(keys, path, errors).map(SourceConfig::$variant));
+                })*
+                None
+            }
+
+            /// The sensor's `type` as written in the config.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(SourceConfig::$variant(_) => <$config as SensorKind>::TYPE,)*
+                }
+            }
+
+            /// What these settings tell the rest of the daemon.
+            pub fn facts(&self) -> &dyn SensorFacts {
+                match self {
+                    $(SourceConfig::$variant(c) => c,)*
+                }
+            }
+
+            /// The same, to change (paths resolved against the config file's folder).
+            pub fn facts_mut(&mut self) -> &mut dyn SensorFacts {
+                match self {
+                    $(SourceConfig::$variant(c) => c,)*
+                }
+            }
+        }
+    };
+}
 
 /// One sensor: where frames come from, which model they feed, and how its queue behaves.
 #[derive(Debug, Clone)]
@@ -82,9 +142,7 @@ pub enum Overflow {
     DropNewest,
 }
 
-/// Type-specific sensor settings, chosen by the sensor's `type`.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
+sensor_kinds! {
     /// `type = "image_replay"`.
     ImageReplay(ImageReplayConfig),
     /// `type = "wav_replay"`.
@@ -101,71 +159,10 @@ pub enum SourceConfig {
     Recording(RecordingConfig),
 }
 
-/// Replays a folder of JPEG/PNG files (sorted by name) or an MJPEG file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageReplayConfig {
-    /// Folder of images, or a `.mjpeg`/`.mjpg` file of concatenated JPEG frames.
-    pub path: PathBuf,
-    /// Frames per second; as fast as the pipeline takes them when absent.
-    #[serde(default)]
-    pub rate: Option<f64>,
-    /// Start again at the end instead of stopping.
-    #[serde(default, rename = "loop")]
-    pub looping: bool,
-}
-
-/// Replays a WAV file as sliding mono windows.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WavReplayConfig {
-    /// The .wav file (PCM 8/16/24/32-bit or float; channels are averaged to mono).
-    pub path: PathBuf,
-    /// Samples per window.
-    pub window: usize,
-    /// Samples between the starts of consecutive windows.
-    pub hop: usize,
-    /// Windows per second; as fast as possible when absent (`sample_rate / hop` is real time).
-    #[serde(default)]
-    pub rate: Option<f64>,
-    /// Start again at the end instead of stopping.
-    #[serde(default, rename = "loop")]
-    pub looping: bool,
-}
-
-/// Replays a text file of delimited numbers, one record per line.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LineReplayConfig {
-    /// The text file.
-    pub path: PathBuf,
-    /// Skip the first line (column names).
-    #[serde(default)]
-    pub header: bool,
-    /// Field separator.
-    #[serde(default = "comma")]
-    pub delimiter: char,
-    /// Records per second; as fast as possible when absent.
-    #[serde(default)]
-    pub rate: Option<f64>,
-    /// Start again at the end instead of stopping.
-    #[serde(default, rename = "loop")]
-    pub looping: bool,
-}
-
 pub(super) fn comma() -> char {
     ','
 }
 
-const TYPES: &[&str] = &[
-    "image_replay",
-    "wav_replay",
-    "line_replay",
-    "camera",
-    "audio",
-    "serial",
-    "recording",
-];
 const COMMON_KEYS: &[&str] = &["id", "model", "queue", "priority"];
 
 /// Deserializes one `[[sensors]]` element, recording every problem under `path`.
@@ -190,7 +187,7 @@ pub(super) fn parse_sensor(
         None => {
             errors.push(ConfigError::new(
                 format!("{path}.type"),
-                format!("missing; one of: {}", TYPES.join(", ")),
+                format!("missing; one of: {}", SourceConfig::TYPES.join(", ")),
             ));
             None
         }
@@ -206,102 +203,28 @@ pub(super) fn parse_sensor(
     }
     let common: Option<Common> = section(&toml::Value::Table(common), path, errors);
     let specific = toml::Value::Table(specific);
-    let source = match kind? {
-        "image_replay" => section(&specific, path, errors).map(SourceConfig::ImageReplay),
-        "wav_replay" => section(&specific, path, errors).map(SourceConfig::WavReplay),
-        "line_replay" => section(&specific, path, errors).map(SourceConfig::LineReplay),
-        "camera" => section(&specific, path, errors).map(SourceConfig::Camera),
-        "audio" => section(&specific, path, errors).map(SourceConfig::Audio),
-        "serial" => section(&specific, path, errors).map(SourceConfig::Serial),
-        "recording" => section(&specific, path, errors).map(SourceConfig::Recording),
-        other => {
-            errors.push(ConfigError::new(
-                format!("{path}.type"),
-                format!(
-                    "unknown sensor type \"{other}\"; one of: {}",
-                    TYPES.join(", ")
-                ),
-            ));
-            None
-        }
-    }?;
+    let kind = kind?;
+    let Some(source) = SourceConfig::parse(kind, &specific, path, errors) else {
+        errors.push(ConfigError::new(
+            format!("{path}.type"),
+            format!(
+                "unknown sensor type \"{kind}\"; one of: {}",
+                SourceConfig::TYPES.join(", ")
+            ),
+        ));
+        return None;
+    };
+    let source = source?;
     let common = common?;
     Some(SensorConfig {
         id: common.id,
         model: common.model,
-        queue: common.queue.unwrap_or_else(|| source.default_queue()),
+        queue: common
+            .queue
+            .unwrap_or_else(|| source.facts().default_queue()),
         priority: common.priority,
         source,
     })
-}
-
-impl SourceConfig {
-    /// Kind of frames this source produces; for a recording, read from its header (`None` when the
-    /// file cannot be read: `validate` reports that).
-    pub fn frame_kind(&self) -> Option<FrameKind> {
-        match self {
-            SourceConfig::ImageReplay(_) | SourceConfig::Camera(_) => Some(FrameKind::Image),
-            SourceConfig::WavReplay(_) | SourceConfig::Audio(_) => Some(FrameKind::Audio),
-            SourceConfig::LineReplay(_) | SourceConfig::Serial(_) => Some(FrameKind::Record),
-            SourceConfig::Recording(c) => {
-                crate::recording::read_header(&c.path).ok().map(|h| h.kind)
-            }
-        }
-    }
-
-    /// The queue a sensor gets when its config has none. Files wait rather than lose frames (a
-    /// file has no deadline); live sources never wait, so latency stays bounded: a camera keeps
-    /// only the latest frame, audio and serial keep a short backlog and drop the oldest.
-    fn default_queue(&self) -> QueueConfig {
-        let (capacity, overflow) = match self {
-            SourceConfig::ImageReplay(_)
-            | SourceConfig::WavReplay(_)
-            | SourceConfig::LineReplay(_)
-            | SourceConfig::Recording(_) => (4, Overflow::Block),
-            SourceConfig::Camera(_) => (1, Overflow::DropOldest),
-            SourceConfig::Audio(_) => (8, Overflow::DropOldest),
-            SourceConfig::Serial(_) => (256, Overflow::DropOldest),
-        };
-        QueueConfig { capacity, overflow }
-    }
-
-    /// The sensor's `type` as written in the config.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SourceConfig::ImageReplay(_) => "image_replay",
-            SourceConfig::WavReplay(_) => "wav_replay",
-            SourceConfig::LineReplay(_) => "line_replay",
-            SourceConfig::Camera(_) => "camera",
-            SourceConfig::Audio(_) => "audio",
-            SourceConfig::Serial(_) => "serial",
-            SourceConfig::Recording(_) => "recording",
-        }
-    }
-
-    /// Frames per second, or `None` for as fast as the pipeline takes them.
-    pub fn rate(&self) -> Option<f64> {
-        match self {
-            SourceConfig::ImageReplay(c) => c.rate,
-            SourceConfig::WavReplay(c) => c.rate,
-            SourceConfig::LineReplay(c) => c.rate,
-            // Live sources are paced by their device; recordings by their timestamps.
-            SourceConfig::Camera(_)
-            | SourceConfig::Audio(_)
-            | SourceConfig::Serial(_)
-            | SourceConfig::Recording(_) => None,
-        }
-    }
-
-    /// Whether the source starts again at its end.
-    pub fn looping(&self) -> bool {
-        match self {
-            SourceConfig::ImageReplay(c) => c.looping,
-            SourceConfig::WavReplay(c) => c.looping,
-            SourceConfig::LineReplay(c) => c.looping,
-            SourceConfig::Recording(c) => c.looping,
-            SourceConfig::Camera(_) | SourceConfig::Audio(_) | SourceConfig::Serial(_) => false,
-        }
-    }
 }
 
 impl SensorConfig {
@@ -313,7 +236,7 @@ impl SensorConfig {
                 "must be 1-4096",
             ));
         }
-        if let Some(rate) = self.source.rate() {
+        if let Some(rate) = self.source.facts().rate() {
             if !(rate.is_finite() && rate > 0.0 && rate <= 10_000.0) {
                 errors.push(ConfigError::new(
                     format!("{path}.rate"),
@@ -321,33 +244,7 @@ impl SensorConfig {
                 ));
             }
         }
-        match &self.source {
-            SourceConfig::ImageReplay(c) => {
-                if !c.path.exists() {
-                    errors.push(ConfigError::new(
-                        format!("{path}.path"),
-                        format!("not found: {}", c.path.display()),
-                    ));
-                }
-            }
-            SourceConfig::WavReplay(c) => {
-                super::check_file(&c.path, &format!("{path}.path"), errors);
-                check_window(c.window, c.hop, path, errors);
-            }
-            SourceConfig::LineReplay(c) => {
-                super::check_file(&c.path, &format!("{path}.path"), errors);
-                if c.delimiter == '\n' || c.delimiter == '\r' {
-                    errors.push(ConfigError::new(
-                        format!("{path}.delimiter"),
-                        "must not be a line break",
-                    ));
-                }
-            }
-            SourceConfig::Camera(c) => c.validate(path, errors),
-            SourceConfig::Audio(c) => c.validate(path, errors),
-            SourceConfig::Serial(c) => c.validate(path, errors),
-            SourceConfig::Recording(c) => c.validate(path, errors),
-        }
+        self.source.facts().validate(path, errors);
     }
 }
 

@@ -1,6 +1,9 @@
 //! `type = "recording"`: replays a file written by `edgeinfer record`.
 
+use super::kind::{SensorFacts, SensorKind};
+use super::QueueConfig;
 use crate::config::ConfigError;
+use crate::frame::FrameKind;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -29,8 +32,34 @@ pub enum Timing {
     Fast,
 }
 
-impl RecordingConfig {
-    pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+impl SensorKind for RecordingConfig {
+    const TYPE: &'static str = "recording";
+}
+
+impl SensorFacts for RecordingConfig {
+    fn frame_kind(&self) -> Option<FrameKind> {
+        crate::recording::read_header(&self.path)
+            .ok()
+            .map(|h| h.kind)
+    }
+
+    fn default_queue(&self) -> QueueConfig {
+        super::kind::file_queue()
+    }
+
+    fn looping(&self) -> bool {
+        self.looping
+    }
+
+    fn paced_by_timestamps(&self) -> bool {
+        self.timing == Timing::Original
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.path]
+    }
+
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         let key = format!("{path}.path");
         crate::config::check_file(&self.path, &key, errors);
         if self.path.is_file() {

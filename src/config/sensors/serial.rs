@@ -1,6 +1,9 @@
 //! `type = "serial"`: records read from a serial port (RS-232/485 adapters, microcontrollers).
 
+use super::kind::{live_queue, SensorFacts, SensorKind};
+use super::QueueConfig;
 use crate::config::ConfigError;
+use crate::frame::FrameKind;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -144,8 +147,25 @@ fn default_max_line() -> usize {
     1024
 }
 
-impl SerialConfig {
-    pub(super) fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+impl SensorKind for SerialConfig {
+    const TYPE: &'static str = "serial";
+}
+
+impl SensorFacts for SerialConfig {
+    // Serial keeps a backlog of records and drops the oldest.
+    fn frame_kind(&self) -> Option<FrameKind> {
+        Some(FrameKind::Record)
+    }
+
+    fn default_queue(&self) -> QueueConfig {
+        live_queue(256)
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.port]
+    }
+
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         if self.port.as_os_str().is_empty() {
             errors.push(ConfigError::new(
                 format!("{path}.port"),

@@ -26,7 +26,7 @@ impl Finished {
 
     fn save(&self) {
         let bytes = serde_json::to_vec_pretty(&self.entries).unwrap_or_default();
-        if let Err(e) = crate::manage::persist::write_atomically(&self.file, &bytes) {
+        if let Err(e) = crate::durable::write_atomically(&self.file, &bytes) {
             warn!(path = %self.file.display(), error = %e, "Cannot record finished model transfers");
         }
     }

@@ -3,6 +3,7 @@
 //! installation beside the running version and a trial that commits or rolls back; and the
 //! `activate-model` / `rollback-model` commands, which work on the same installed versions.
 
+mod activation;
 mod finished;
 pub mod protocol;
 mod transfer;
@@ -17,7 +18,6 @@ use crate::pipeline::{
 };
 use finished::Finished;
 use protocol::{Activation, Manifest, Progress, State};
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -364,84 +364,6 @@ impl Ota {
         Ok(())
     }
 
-    /// `activate-model`: an installed version serves on trial, or runs in the shadow.
-    pub fn activate(&self, model: &str, version: &str, mode: Activation) -> Result<Value, Refusal> {
-        let (config, slot) = self.model(model)?;
-        let v = self.store.find(model, version).map_err(|e| Refusal {
-            code: "unknown_version",
-            message: e.to_string(),
-        })?;
-        if slot.info().version == v.short() && mode == Activation::Active {
-            return Err(Refusal {
-                code: "already_active",
-                message: format!("version {} already serves model \"{model}\"", v.short()),
-            });
-        }
-        let serving = self.load(config, Some(&v))?;
-        match mode {
-            Activation::Shadow => {
-                slot.change(Change::Shadow(serving)).map_err(busy)?;
-                Ok(json!({ "model": model, "version": v.short(), "mode": "shadow" }))
-            }
-            Activation::Active => {
-                self.start_trial(config, slot, &v, serving, None)?;
-                Ok(
-                    json!({ "model": model, "version": v.short(), "mode": "active", "trial_predictions": self.settings.trial_predictions }),
-                )
-            }
-            Activation::None => Err(Refusal {
-                code: "bad_args",
-                message: "mode must be \"active\" or \"shadow\"".into(),
-            }),
-        }
-    }
-
-    /// `rollback-model`: ends a shadow run if one is going, else the previous version serves
-    /// again, at once.
-    pub fn rollback(&self, model: &str) -> Result<Value, Refusal> {
-        let (config, slot) = self.model(model)?;
-        if let Some(shadow) = slot.shadow() {
-            slot.change(Change::EndShadow).map_err(busy)?;
-            return Ok(json!({ "model": model, "shadow_ended": shadow.version }));
-        }
-        let previous = self.store.switch_to_previous(model).map_err(|e| Refusal {
-            code: "no_previous",
-            message: e.to_string(),
-        })?;
-        self.remember(model);
-        let serving = self.load(config, previous.as_ref())?;
-        let version = serving.model.version.clone();
-        slot.change(Change::Switch(serving)).map_err(busy)?;
-        Ok(json!({ "model": model, "serving": version }))
-    }
-
-    /// Loads an installed version (`None`: the config's own file) with its pre- and
-    /// post-processing.
-    fn load(&self, config: &ModelConfig, version: Option<&Version>) -> Result<Serving, Refusal> {
-        match version {
-            Some(v) => serving_of(&self.store.config_for(config, v), v.label.clone()),
-            None => serving_of(config, None),
-        }
-    }
-
-    fn model(&self, model: &str) -> Result<&(ModelConfig, Arc<ModelSlot>), Refusal> {
-        self.models.get(model).ok_or_else(|| Refusal {
-            code: "unknown_model",
-            message: format!("no model \"{model}\" here"),
-        })
-    }
-
-    /// Installed versions per model, for `list-models`.
-    pub fn versions(&self, model: &str) -> Value {
-        match self.store.state(model) {
-            Ok(s) => json!({
-                "active": s.active, "previous": s.previous, "installed": s.installed,
-                "trial": s.trial, "last": s.last,
-            }),
-            Err(e) => json!({ "error": e.to_string() }),
-        }
-    }
-
     /// Follows what the workers report: a trial committed or rolled back is recorded in the
     /// store and reported; any change makes the status be published again.
     pub async fn watch(self: Arc<Self>, mut events: mpsc::Receiver<SlotEvent>) {
@@ -519,11 +441,16 @@ fn unix_now() -> u64 {
 
 /// Loads what a model's config resolves to, for a worker to serve.
 pub fn serving_of(config: &ModelConfig, label: Option<String>) -> Result<Serving, Refusal> {
-    Serving::load(config, label).map_err(|e| Refusal {
+    Serving::load(config, label).map_err(refusal)
+}
+
+/// Why a file cannot serve, as the update protocol names it.
+fn refusal(e: ServingError) -> Refusal {
+    Refusal {
         code: match e {
             ServingError::Model(_) => "not_loadable",
             ServingError::Pipeline(_) => "incompatible",
         },
         message: e.to_string(),
-    })
+    }
 }

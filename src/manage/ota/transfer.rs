@@ -7,7 +7,7 @@
 //! are asked for again.
 
 use super::protocol::{self, Manifest, Progress, State};
-use crate::manage::persist::write_atomically;
+use crate::durable::write_atomically;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;

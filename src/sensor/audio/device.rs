@@ -5,10 +5,9 @@
 //! own that builds it, plays it and drops it when the `CaptureStream` handle is dropped.
 
 use super::convert::ToUnit;
+use super::stream_config::{choose_config, Request};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{
-    BufferSize, Device, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfigRange,
-};
+use cpal::{Device, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfigRange};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -46,21 +45,6 @@ fn list(names: &[String]) -> String {
     }
 }
 
-/// What to open.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// Device name or id; the default input when `None`.
-    pub device: Option<String>,
-    /// Rate wanted from the device.
-    pub rate: u32,
-    /// Whether `rate` is a must (`device_rate` set) or a preference (`sample_rate`).
-    pub rate_required: bool,
-    /// Channels wanted; any when `None`.
-    pub channels: Option<u16>,
-    /// Ring capacity in milliseconds of audio.
-    pub buffer_ms: u32,
-}
-
 /// The stream that was opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Opened {
@@ -81,7 +65,7 @@ pub struct CaptureStream {
     pub opened: Opened,
     ring: rtrb::Consumer<f32>,
     shared: Arc<Shared>,
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -101,7 +85,8 @@ impl CaptureStream {
     pub fn open(request: Request) -> Result<Self, DeviceError> {
         let shared = Arc::new(Shared::default());
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        // Never sent on: dropping the sender is the signal.
+        let (stop_tx, stop_rx) = mpsc::sync_channel::<()>(1);
         let thread_shared = Arc::clone(&shared);
         let label = request.device.clone().unwrap_or_else(|| "default".into());
         let thread = std::thread::Builder::new()
@@ -336,202 +321,4 @@ fn find_device(host: &cpal::Host, name: Option<&str>) -> Result<Device, DeviceEr
 fn device_matches(device: &Device, name: &str) -> bool {
     device.id().is_ok_and(|id| id.id() == name)
         || device.description().is_ok_and(|d| d.name() == name)
-}
-
-/// Picks the stream config for `request` among the device's `ranges`.
-///
-/// With the channel count (when given) and a supported sample format as hard constraints: a range
-/// that offers the requested rate, the best one by cpal's default ordering (stereo, then mono,
-/// then wider formats); otherwise, unless the rate is required, the device's default config when
-/// it fits, else the range whose rate comes closest. The caller resamples when the rate differs.
-pub fn choose_config(
-    ranges: &[SupportedStreamConfigRange],
-    default: Option<&cpal::SupportedStreamConfig>,
-    request: &Request,
-) -> Result<(StreamConfig, SampleFormat), String> {
-    let usable: Vec<&SupportedStreamConfigRange> = ranges
-        .iter()
-        .filter(|r| is_supported(r.sample_format()))
-        .filter(|r| request.channels.is_none_or(|c| r.channels() == c))
-        .collect();
-    let config = |channels, sample_rate| StreamConfig {
-        channels,
-        sample_rate,
-        buffer_size: BufferSize::Default,
-    };
-    if let Some(best) = usable
-        .iter()
-        .filter(|r| r.contains_rate(request.rate))
-        .max_by(|a, b| a.cmp_default_heuristics(b))
-    {
-        return Ok((config(best.channels(), request.rate), best.sample_format()));
-    }
-    let offered = describe(ranges);
-    if request.rate_required {
-        return Err(format!(
-            "does not offer {} Hz{}; it offers {offered}",
-            request.rate,
-            channels_text(request.channels)
-        ));
-    }
-    if let Some(d) = default {
-        if is_supported(d.sample_format()) && request.channels.is_none_or(|c| d.channels() == c) {
-            return Ok((config(d.channels(), d.sample_rate()), d.sample_format()));
-        }
-    }
-    let distance = |r: &SupportedStreamConfigRange| {
-        let rate = request.rate.clamp(r.min_sample_rate(), r.max_sample_rate());
-        (rate.abs_diff(request.rate), rate)
-    };
-    usable
-        .iter()
-        .min_by(|a, b| {
-            distance(a)
-                .0
-                .cmp(&distance(b).0)
-                .then_with(|| b.cmp_default_heuristics(a))
-        })
-        .map(|r| (config(r.channels(), distance(r).1), r.sample_format()))
-        .ok_or_else(|| {
-            format!(
-                "offers no usable input config{}; it offers {offered}",
-                channels_text(request.channels)
-            )
-        })
-}
-
-fn channels_text(channels: Option<u16>) -> String {
-    channels
-        .map(|c| format!(" with {c} channel(s)"))
-        .unwrap_or_default()
-}
-
-fn describe(ranges: &[SupportedStreamConfigRange]) -> String {
-    if ranges.is_empty() {
-        return "nothing".into();
-    }
-    let shown: Vec<String> = ranges
-        .iter()
-        .take(8)
-        .map(|r| {
-            format!(
-                "{}ch {} {}-{} Hz",
-                r.channels(),
-                r.sample_format(),
-                r.min_sample_rate(),
-                r.max_sample_rate()
-            )
-        })
-        .collect();
-    let more = ranges.len().saturating_sub(shown.len());
-    if more > 0 {
-        format!("{} and {more} more", shown.join(", "))
-    } else {
-        shown.join(", ")
-    }
-}
-
-fn is_supported(format: SampleFormat) -> bool {
-    matches!(
-        format,
-        SampleFormat::I8
-            | SampleFormat::I16
-            | SampleFormat::I24
-            | SampleFormat::I32
-            | SampleFormat::U8
-            | SampleFormat::U16
-            | SampleFormat::U24
-            | SampleFormat::U32
-            | SampleFormat::F32
-            | SampleFormat::F64
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cpal::SupportedBufferSize;
-
-    fn range(
-        channels: u16,
-        min: u32,
-        max: u32,
-        format: SampleFormat,
-    ) -> SupportedStreamConfigRange {
-        SupportedStreamConfigRange::new(channels, min, max, SupportedBufferSize::Unknown, format)
-    }
-
-    fn request(rate: u32, required: bool, channels: Option<u16>) -> Request {
-        Request {
-            device: None,
-            rate,
-            rate_required: required,
-            channels,
-            buffer_ms: 100,
-        }
-    }
-
-    #[test]
-    fn the_requested_rate_is_taken_when_offered() {
-        let ranges = [
-            range(2, 44_100, 44_100, SampleFormat::I16),
-            range(1, 8_000, 48_000, SampleFormat::I16),
-            range(1, 8_000, 48_000, SampleFormat::F32),
-        ];
-        let (config, format) = choose_config(&ranges, None, &request(16_000, false, None)).unwrap();
-        assert_eq!((config.channels, config.sample_rate), (1, 16_000));
-        assert_eq!(format, SampleFormat::F32);
-    }
-
-    #[test]
-    fn channels_are_a_hard_constraint() {
-        let ranges = [
-            range(1, 8_000, 48_000, SampleFormat::F32),
-            range(2, 44_100, 44_100, SampleFormat::I16),
-        ];
-        let (config, format) =
-            choose_config(&ranges, None, &request(16_000, false, Some(2))).unwrap();
-        assert_eq!((config.channels, config.sample_rate), (2, 44_100));
-        assert_eq!(format, SampleFormat::I16);
-        let err = choose_config(&ranges, None, &request(16_000, false, Some(4))).unwrap_err();
-        assert!(err.contains("4 channel"), "{err}");
-    }
-
-    #[test]
-    fn the_default_config_is_used_when_the_rate_is_not_offered() {
-        let ranges = [
-            range(2, 48_000, 48_000, SampleFormat::I32),
-            range(2, 44_100, 44_100, SampleFormat::I16),
-        ];
-        let default = range(2, 48_000, 48_000, SampleFormat::I32).with_sample_rate(48_000);
-        let (config, format) =
-            choose_config(&ranges, Some(&default), &request(16_000, false, None)).unwrap();
-        assert_eq!(config.sample_rate, 48_000);
-        assert_eq!(format, SampleFormat::I32);
-        // Without a default, the closest rate.
-        let (config, _) = choose_config(&ranges, None, &request(16_000, false, None)).unwrap();
-        assert_eq!(config.sample_rate, 44_100);
-    }
-
-    #[test]
-    fn a_required_rate_that_is_not_offered_is_an_error() {
-        let ranges = [range(1, 44_100, 44_100, SampleFormat::I16)];
-        let err = choose_config(&ranges, None, &request(48_000, true, None)).unwrap_err();
-        assert!(
-            err.contains("48000 Hz") && err.contains("1ch i16 44100-44100 Hz"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn unsupported_formats_are_skipped() {
-        let ranges = [
-            range(1, 16_000, 16_000, SampleFormat::DsdU8),
-            range(1, 16_000, 16_000, SampleFormat::U8),
-        ];
-        let (_, format) = choose_config(&ranges, None, &request(16_000, false, None)).unwrap();
-        assert_eq!(format, SampleFormat::U8);
-        let err = choose_config(&ranges[..1], None, &request(16_000, false, None)).unwrap_err();
-        assert!(err.contains("no usable"), "{err}");
-    }
 }

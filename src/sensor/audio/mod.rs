@@ -9,6 +9,7 @@
 mod convert;
 mod device;
 mod resample;
+mod stream_config;
 
 pub use device::DeviceError;
 pub use resample::ResampleError;
@@ -16,10 +17,11 @@ pub use resample::ResampleError;
 use super::{FrameSource, Next, SensorError, Windower};
 use crate::config::AudioConfig;
 use crate::frame::Payload;
-use device::{CaptureStream, Request};
+use device::CaptureStream;
 use resample::StreamResampler;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use stream_config::Request;
 use tracing::info;
 
 /// Longest `next_payload` waits for samples before returning `Next::Idle`.

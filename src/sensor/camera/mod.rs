@@ -11,9 +11,11 @@
 
 mod decode;
 mod device;
+mod yuyv;
 
-pub use decode::{decode_mjpeg, decode_yuyv, with_huffman_tables, DecodeError};
+pub use decode::{decode_mjpeg, with_huffman_tables, DecodeError};
 pub use device::{Camera, DeviceError, Encoding, Negotiated, RawFrame};
+pub use yuyv::decode_yuyv;
 
 use super::{FrameSource, Next, SensorError};
 use crate::config::CameraConfig;

@@ -3,6 +3,7 @@
 //! Walks the JPEG marker segments instead of searching for the next end-of-image marker, so an EXIF
 //! thumbnail (a whole JPEG inside an APP1 segment) does not end the frame early.
 
+use crate::jpeg;
 use std::ops::Range;
 
 /// Byte ranges of the complete JPEG images in `data`, in order. Bytes between images and a truncated
@@ -25,52 +26,21 @@ pub fn split_jpeg_frames(data: &[u8]) -> Vec<Range<usize>> {
 fn find_soi(data: &[u8], from: usize) -> Option<usize> {
     data.get(from..)?
         .windows(3)
-        .position(|w| w == [0xFF, 0xD8, 0xFF])
+        .position(|w| w == [0xFF, jpeg::SOI, 0xFF])
         .map(|p| p + from)
 }
 
 /// End (exclusive) of the JPEG starting at `start`, or `None` if it is malformed or truncated.
 fn frame_end(data: &[u8], start: usize) -> Option<usize> {
-    let mut i = start + 2;
-    loop {
-        // Markers may be preceded by fill bytes 0xFF.
-        while *data.get(i)? == 0xFF && *data.get(i + 1)? == 0xFF {
-            i += 1;
-        }
-        if *data.get(i)? != 0xFF {
-            return None;
-        }
-        let marker = *data.get(i + 1)?;
-        match marker {
-            0xD9 => return Some(i + 2),
-            0xD8 => return None,
-            0x01 | 0xD0..=0xD7 => i += 2,
-            _ => {
-                let len = u16::from_be_bytes([*data.get(i + 2)?, *data.get(i + 3)?]) as usize;
-                if len < 2 {
-                    return None;
-                }
-                i += 2 + len;
-                if marker == 0xDA {
-                    i = skip_entropy_coded(data, i)?;
-                }
-            }
+    for segment in jpeg::segments(data, start) {
+        match segment.ok()? {
+            s if s.marker == jpeg::EOI => return Some(s.end),
+            // A new image before this one ended.
+            s if s.marker == jpeg::SOI => return None,
+            _ => {}
         }
     }
-}
-
-/// After a start-of-scan header: position of the next marker that is not a stuffed byte or a restart.
-fn skip_entropy_coded(data: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        if *data.get(i)? == 0xFF {
-            match *data.get(i + 1)? {
-                0x00 | 0xD0..=0xD7 | 0xFF => i += if data[i + 1] == 0xFF { 1 } else { 2 },
-                _ => return Some(i),
-            }
-        } else {
-            i += 1;
-        }
-    }
+    None
 }
 
 #[cfg(test)]

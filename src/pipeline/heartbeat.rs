@@ -1,4 +1,4 @@
-//! Progress of an inference worker, as the watchdog sees it.
+//! Progress of an inference worker, as the systemd watchdog sees it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
