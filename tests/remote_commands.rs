@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use support::remote::RemoteDevice;
 use support::*;
 
 const STATUS: &str = "edgeinfer/t1/status";
@@ -90,22 +91,15 @@ fn status_is_retained_telemetry_flows_and_the_last_will_marks_a_killed_device_of
 
 #[test]
 fn signed_commands_are_answered_and_every_bad_one_is_refused_with_its_reason() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let key = operator_key();
-    let config = remote_config(dir.path(), &broker.url(), &key, 20.0, "");
-    let daemon = Daemon::start(&config);
-    let peer = Peer::connect(
-        plain_options(broker.port, "operator"),
-        &["edgeinfer/t1/cmd/+/result", "edgeinfer/t2/#", STATUS],
-    )
-    .unwrap();
-    assert!(
-        peer.wait_json(STATUS, WAIT, |v| v["online"] == true)
-            .is_some(),
-        "{}",
-        daemon.log()
-    );
+    let RemoteDevice {
+        daemon,
+        peer,
+        broker,
+        key,
+        config,
+        dir,
+        ..
+    } = RemoteDevice::start("operator", &["edgeinfer/t1/cmd/+/result", "edgeinfer/t2/#"]);
 
     // Good ones.
     let started = Instant::now();
@@ -251,19 +245,16 @@ fn signed_commands_are_answered_and_every_bad_one_is_refused_with_its_reason() {
 
 #[test]
 fn set_config_refuses_an_invalid_config_whole_and_applies_a_valid_one_that_survives_a_restart() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let key = operator_key();
-    let config = remote_config(dir.path(), &broker.url(), &key, 20.0, "");
-    let daemon = Daemon::start(&config);
-    let peer = Peer::connect(
-        plain_options(broker.port, "operator"),
-        &["edgeinfer/t1/cmd/+/result", STATUS],
-    )
-    .unwrap();
-    assert!(peer
-        .wait_json(STATUS, WAIT, |v| v["online"] == true)
-        .is_some());
+    // The broker is bound so that it lives to the end of the test.
+    let RemoteDevice {
+        daemon,
+        peer,
+        broker: _broker,
+        key,
+        config,
+        dir,
+        ..
+    } = RemoteDevice::start("operator", &["edgeinfer/t1/cmd/+/result"]);
     let original = std::fs::read_to_string(&config).unwrap();
 
     let invalid = original

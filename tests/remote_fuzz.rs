@@ -6,6 +6,7 @@ mod support;
 use proptest::prelude::*;
 use serde_json::json;
 use std::time::Duration;
+use support::remote::RemoteDevice;
 use support::*;
 
 const NAMES: &[&str] = &[
@@ -89,24 +90,15 @@ fn wait_answers(peer: &Peer, daemon: &Daemon, suffix: &str, sent: usize) -> Vec<
 
 #[test]
 fn random_payloads_on_every_command_topic_are_answered_and_the_daemon_keeps_serving() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let key = operator_key();
-    let config = remote_config(dir.path(), &broker.url(), &key, 20.0, "");
-    let daemon = Daemon::start(&config);
-    let peer = Peer::connect(
-        plain_options(broker.port, "fuzzer"),
-        &["edgeinfer/t1/cmd/+/result", "edgeinfer/t1/status"],
-    )
-    .unwrap();
-    assert!(
-        peer.wait_json("edgeinfer/t1/status", Duration::from_secs(30), |v| v
-            ["online"]
-            == true)
-            .is_some(),
-        "{}",
-        daemon.log()
-    );
+    // The broker and the folder are bound so that they live to the end of the test.
+    let RemoteDevice {
+        daemon,
+        peer,
+        broker: _broker,
+        key,
+        dir: _dir,
+        ..
+    } = RemoteDevice::start("fuzzer", &["edgeinfer/t1/cmd/+/result"]);
 
     let sent = publish_cases(&peer, (0..NAMES.len(), payload()), |(name, bytes)| {
         (format!("edgeinfer/t1/cmd/{}", NAMES[name]), bytes)
@@ -133,21 +125,14 @@ fn random_payloads_on_every_command_topic_are_answered_and_the_daemon_keeps_serv
 
 #[test]
 fn random_messages_on_the_update_topics_are_refused_and_change_nothing() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let key = operator_key();
-    let config = remote_config(dir.path(), &broker.url(), &key, 20.0, "");
-    let daemon = Daemon::start(&config);
-    let peer = Peer::connect(
-        plain_options(broker.port, "fuzzer"),
-        &["edgeinfer/t1/ota/+/progress", "edgeinfer/t1/status"],
-    )
-    .unwrap();
-    let online = peer
-        .wait_json("edgeinfer/t1/status", Duration::from_secs(30), |v| {
-            v["online"] == true
-        })
-        .unwrap_or_else(|| panic!("{}", daemon.log()));
+    let RemoteDevice {
+        daemon,
+        peer,
+        broker: _broker,
+        online,
+        dir,
+        ..
+    } = RemoteDevice::start("fuzzer", &["edgeinfer/t1/ota/+/progress"]);
 
     let level = "[A-Za-z0-9_.-]{1,12}";
     let sent = publish_cases(

@@ -30,7 +30,7 @@ pub(super) fn run(path: &Path) -> ExitCode {
         tokio::spawn(wait_for_signal(shutdown.clone()));
         // A `set-config` command asks for a reload the same way a SIGHUP does.
         let reload = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(forward_hangups(Arc::clone(&reload)));
+        forward_hangups(Arc::clone(&reload));
         crate::app::serve(path, config, shutdown, options, reload).await
     });
     // A sensor or worker stuck past the stop timeout must not keep the process alive.
@@ -47,8 +47,9 @@ pub(super) fn run(path: &Path) -> ExitCode {
     }
 }
 
-/// Turns every SIGHUP into a reload request.
-async fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
+/// Turns every SIGHUP into a reload request. The handler is installed before this returns, so
+/// that a SIGHUP arriving while the daemon starts is a reload, not the default action (exit).
+fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -57,10 +58,12 @@ async fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
             return;
         }
     };
-    while hangups.recv().await.is_some() {
-        info!(signal = "SIGHUP", "Signal received");
-        reload.notify_one();
-    }
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            info!(signal = "SIGHUP", "Signal received");
+            reload.notify_one();
+        }
+    });
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

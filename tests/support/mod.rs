@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod remote;
 pub mod service_manager;
 
 pub fn repo(p: &str) -> PathBuf {
