@@ -101,6 +101,9 @@ fixtures="$repo/$work/fixtures"
   "$work/bench-models/mobilenetv2.onnx" "$models_dir/silero_vad_openvino_16k.onnx" \
   "$models_dir/ch_ppocr_mobile_v2.0_cls_mobile.onnx" "$models_dir/ch_PP-OCRv4_det_infer.onnx" >&2
 
+# An onnxruntime of the wrong architecture for the arm64 guest to refuse: the pinned x86-64 one.
+scripts/fetch-onnxruntime.sh amd64 target/onnxruntime/amd64 >&2
+
 host_bin=$work/host/edgeinfer
 # The build scripts/test.sh has just made (so nothing is rebuilt), as the x86 reference.
 cargo build --release --locked --quiet --features ort
