@@ -107,23 +107,26 @@ impl Connection {
                     None => {
                         return Err(error.unwrap_or_else(|| "the MQTT event loop stopped".into()));
                     }
-                    Some(Ok(event)) if on_event.is_some() => {
-                        if let Some(f) = on_event.as_mut() {
-                            f(event);
-                        }
-                    }
-                    Some(event) => {
-                        if let Err(e) = &event {
-                            error = Some(e.to_string());
-                        }
-                        if self.pending.len() >= PENDING_MAX {
-                            return Err("events are not being read; reconnecting".into());
-                        }
-                        self.pending.push_back(event);
+                    Some(Ok(event)) => match on_event.as_mut() {
+                        Some(f) => f(event),
+                        None => self.keep(Ok(event))?,
+                    },
+                    Some(Err(e)) => {
+                        error = Some(e.to_string());
+                        self.keep(Err(e))?;
                     }
                 },
             }
         }
+    }
+
+    /// Keeps an event for [`Connection::next`], up to [`PENDING_MAX`] of them.
+    fn keep(&mut self, event: EventResult) -> Result<(), String> {
+        if self.pending.len() >= PENDING_MAX {
+            return Err("events are not being read; reconnecting".into());
+        }
+        self.pending.push_back(event);
+        Ok(())
     }
 
     /// Sends DISCONNECT and waits up to `wait` for it to be written, then stops polling. What

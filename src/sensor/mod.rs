@@ -95,10 +95,10 @@ pub fn open(source: &SourceConfig) -> Result<(Box<dyn FrameSource>, CaptureSetti
         SourceConfig::Recording(c) => Box::new(recording::RecordingSource::open(&c.path)?),
     };
     let facts = source.facts();
-    let pacing = match facts.rate() {
-        _ if facts.paced_by_timestamps() => Pacing::Recorded,
-        Some(rate) => Pacing::Rate(rate),
-        None => Pacing::Free,
+    let pacing = if facts.paced_by_timestamps() {
+        Pacing::Recorded
+    } else {
+        facts.rate().map_or(Pacing::Free, Pacing::Rate)
     };
     let settings = CaptureSettings {
         pacing,

@@ -5,7 +5,7 @@
 //! horizontal pass uses fused multiply-adds (one rounding where the scalar code has two) and
 //! normalises with weights that include the scale (the scalar code scales the sum).
 
-use super::blocks::{by_source, by_taps, Blocks};
+use super::blocks::{by_source, by_taps, write_prefix, Blocks};
 use crate::config::Layout;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -198,10 +198,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
                         _mm256_storeu_ps(tail[2].as_mut_ptr(), c2);
                     }
                     for (c, values) in tail.iter().enumerate() {
-                        let to = &mut out[planes[c] + y * width + x..][..width - x];
-                        for (o, &v) in to.iter_mut().zip(values) {
-                            o.write(v);
-                        }
+                        write_prefix(&mut out[planes[c] + y * width + x..][..width - x], values);
                     }
                 }
             }
@@ -216,10 +213,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
                     let mut tail = [0f32; 25];
                     // SAFETY: `tail` holds the 25 values written.
                     unsafe { interleaved(sums, tail.as_mut_ptr()) };
-                    let to = &mut out[3 * (y * width + x)..][..3 * (width - x)];
-                    for (o, &v) in to.iter_mut().zip(&tail) {
-                        o.write(v);
-                    }
+                    write_prefix(&mut out[3 * (y * width + x)..][..3 * (width - x)], &tail);
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 use super::weights::Axis;
 use super::Norm;
+use std::mem::MaybeUninit;
 
 /// The vertical pass's fixed point: each output row's weights are integers that sum to this.
 ///
@@ -76,6 +77,14 @@ impl Blocks {
 
 /// Values given per model channel (`order[k]` is the source channel of model channel `k`),
 /// indexed by source channel instead.
+/// Writes the first values of `values` into `out`, as many as `out` holds: the row's last block,
+/// computed into a buffer, goes out without writing past the row.
+pub(super) fn write_prefix(out: &mut [MaybeUninit<f32>], values: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(values) {
+        o.write(v);
+    }
+}
+
 pub(super) fn by_source<T: Copy + Default>(order: [usize; 3], values: [T; 3]) -> [T; 3] {
     let mut by_source = [T::default(); 3];
     for (k, &c) in order.iter().enumerate() {

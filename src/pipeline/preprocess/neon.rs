@@ -5,7 +5,7 @@
 //! fixed-point weights but sums exactly (see [`vertical`]); the horizontal pass uses fused
 //! multiply-adds and normalises with weights that include the scale.
 
-use super::blocks::{by_source, by_taps, Blocks, FIXED_ONE};
+use super::blocks::{by_source, by_taps, write_prefix, Blocks, FIXED_ONE};
 use crate::config::Layout;
 use std::arch::aarch64::*;
 use std::mem::MaybeUninit;
@@ -173,10 +173,7 @@ fn horizontal_taps<const TAPS: usize>(
                 }
                 if last {
                     for (c, values) in tail.iter().enumerate() {
-                        let to = &mut out[planes[c] + y * width + x..][..width - x];
-                        for (o, &v) in to.iter_mut().zip(values) {
-                            o.write(v);
-                        }
+                        write_prefix(&mut out[planes[c] + y * width + x..][..width - x], values);
                     }
                 }
             }
@@ -194,10 +191,7 @@ fn horizontal_taps<const TAPS: usize>(
                     }
                 }
                 if last {
-                    let to = &mut out[3 * (y * width + x)..][..3 * (width - x)];
-                    for (o, &v) in to.iter_mut().zip(&tail) {
-                        o.write(v);
-                    }
+                    write_prefix(&mut out[3 * (y * width + x)..][..3 * (width - x)], &tail);
                 }
             }
         }
