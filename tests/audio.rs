@@ -9,14 +9,12 @@
 //! the config the daemon picks for the request: f32 (cpal's first choice), at `sample_rate` or at
 //! the forced `device_rate`, with the configured channels; the daemon's log line confirms it.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::f64::consts::TAU;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// Name of the test PCM, as the daemon's config names it.
 const PCM: &str = "edgeinfer_test";
@@ -76,6 +74,26 @@ reconnect_max_ms = 1000
     write_config(dir, "edgeinfer.toml", &body)
 }
 
+/// Captures `samples` (interleaved f32) from the file PCM into the echo model, `window` samples
+/// every `hop`, with `format` keys (rates, channels) in the sensor, until window `count - 1` is
+/// stored; see [`run_for_windows`].
+fn capture_windows(
+    dir: &Path,
+    samples: &[f32],
+    format: &str,
+    (window, hop): (usize, usize),
+    count: u64,
+) -> (Vec<(u64, Vec<f32>)>, String) {
+    let raw = dir.join("capture.f32");
+    write_f32(&raw, samples);
+    let alsa = alsa_config(dir, &raw);
+    let broker = Broker::start();
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
+    let sensor = format!("device = \"{PCM}\"\n{format}\nhop = {hop}\nbuffer_ms = 60000");
+    let config = echo_config(dir, &broker.url(), window, &sensor);
+    run_for_windows(&config, &alsa, &consumer, count)
+}
+
 /// Runs the daemon until windows `0..count` are stored, stops it, and returns those windows by
 /// frame sequence number: the ones published to `consumer` and the ones still in the outbox.
 ///
@@ -84,7 +102,7 @@ reconnect_max_ms = 1000
 fn run_for_windows(
     config: &Path,
     alsa: &Path,
-    consumer: &Consumer,
+    consumer: &Recorder,
     count: u64,
 ) -> (Vec<(u64, Vec<f32>)>, String) {
     let daemon = Daemon::start_with_env(config, &[("ALSA_CONFIG_PATH", alsa.as_os_str())]);
@@ -184,22 +202,14 @@ fn windows_at_the_device_rate_are_the_captured_samples_exactly() {
     // Padded with a second of silence so that the PCM does not run dry early.
     let mut samples = expected.clone();
     samples.resize(expected.len() + 16_000, 0.0);
-    let raw = dir.path().join("capture.f32");
-    write_f32(&raw, &samples);
-    let alsa = alsa_config(dir.path(), &raw);
-
-    let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
-    let config = echo_config(
-        dir.path(),
-        &broker.url(),
-        WINDOW,
-        &format!(
-            "device = \"{PCM}\"\nsample_rate = 16000\nchannels = 1\nhop = {HOP}\nbuffer_ms = 60000"
-        ),
-    );
     let count = ((expected.len() - WINDOW) / HOP + 1) as u64;
-    let (got, log) = run_for_windows(&config, &alsa, &consumer, count);
+    let (got, log) = capture_windows(
+        dir.path(),
+        &samples,
+        "sample_rate = 16000\nchannels = 1",
+        (WINDOW, HOP),
+        count,
+    );
     assert!(log.contains("Audio input opened"), "{log}");
     assert!(
         log.contains("format=f32") && log.contains("rate=16000"),
@@ -250,23 +260,15 @@ fn a_44k1_stereo_device_is_mixed_down_and_resampled_in_step_with_time() {
         samples.push(right(t) as f32);
     }
     samples.resize(2 * (frames + 44_100), 0.0);
-    let raw = dir.path().join("capture.f32");
-    write_f32(&raw, &samples);
-    let alsa = alsa_config(dir.path(), &raw);
-
-    let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
-    let config = echo_config(
-        dir.path(),
-        &broker.url(),
-        WINDOW,
-        &format!(
-            "device = \"{PCM}\"\nsample_rate = 16000\ndevice_rate = 44100\nchannels = 2\nhop = {HOP}\nbuffer_ms = 60000"
-        ),
-    );
     // Windows that end inside the signal.
     let count = ((SECONDS * 16_000.0) as usize - WINDOW) / HOP + 1;
-    let (got, log) = run_for_windows(&config, &alsa, &consumer, count as u64);
+    let (got, log) = capture_windows(
+        dir.path(),
+        &samples,
+        "sample_rate = 16000\ndevice_rate = 44100\nchannels = 2",
+        (WINDOW, HOP),
+        count as u64,
+    );
     assert!(
         log.contains("format=f32") && log.contains("rate=44100") && log.contains("channels=2"),
         "{log}"
@@ -307,16 +309,20 @@ fn an_unknown_device_is_retried_with_the_available_inputs_listed() {
     write_f32(&raw, &[0.0; 16_000]);
     let alsa = alsa_config(dir.path(), &raw);
     let broker = Broker::start();
+    let metrics = free_port();
     let config = echo_config(
         dir.path(),
         &broker.url(),
         512,
-        "device = \"no_such_mic\"\nsample_rate = 16000\nhop = 512",
+        &format!(
+            "device = \"no_such_mic\"\nsample_rate = 16000\nhop = 512\n{}",
+            metrics_toml(metrics)
+        ),
     );
     let daemon = Daemon::start_with_env(&config, &[("ALSA_CONFIG_PATH", alsa.as_os_str())]);
     // The capture loop retries (500 ms, then 1 s): a second attempt shows it is not fatal.
     let retried = wait_until(Duration::from_secs(20), || {
-        daemon.count_lines("Sensor unavailable; will retry") >= 2
+        SensorCounters::read(metrics, "mic0").is_some_and(|c| c.reconnects >= 2)
     });
     let log = daemon.log();
     assert!(retried, "{log}");

@@ -6,15 +6,13 @@
 //! Relative error of an output = max |tract - ort| / max |ort| (the ∞-norm of the difference over
 //! the ∞-norm of the reference), which stays meaningful where individual values are near zero.
 
-mod support;
-
+use crate::support::repo;
 use edgeinfer::backend;
 use edgeinfer::config::OrtOptions;
 use edgeinfer::npy;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::repo;
 use tract_onnx::prelude::Tensor;
 
 const MAX_RELATIVE_ERROR: f32 = 1e-4;

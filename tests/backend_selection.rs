@@ -2,11 +2,9 @@
 //! model (with the reason logged), and a backend named explicitly that cannot run is a start-up
 //! error, never a silent fallback.
 
-mod support;
-
+use crate::support::*;
 use std::path::Path;
 use std::process::Command;
-use support::*;
 
 fn vad_config(dir: &Path, backend: &str) -> std::path::PathBuf {
     let body = format!(
@@ -149,24 +147,10 @@ fn auto_falls_back_from_tract_to_onnxruntime_for_silero_vad_and_carries_its_stat
 #[test]
 fn auto_tune_times_every_available_backend_and_keeps_the_fastest() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        r#"
-[[models]]
-id = "colour"
-path = "{}"
-auto_tune = true
-input_shapes = {{ image = [1, 3, 64, 64] }}
-preprocess = {{ type = "image" }}
-postprocess = {{ type = "classify" }}
-
-[[sensors]]
-id = "cam0"
-model = "colour"
-type = "image_replay"
-path = "{}"
-"#,
-        repo("models/colour.onnx").display(),
-        repo("config/demo-data/images").display(),
+    let body = colour_replay_toml(
+        "cam0",
+        "auto_tune = true\npreprocess = { type = \"image\" }\npostprocess = { type = \"classify\" }",
+        &repo("config/demo-data/images"),
     );
     let config = write_config(dir.path(), "tune.toml", &body);
     let daemon = Daemon::start(&config);

@@ -2,10 +2,8 @@
 //! capture→prediction latency stays within a few inference times, and every frame is accounted
 //! for: captured = inferred + dropped.
 
-mod support;
-
+use crate::support::*;
 use std::time::{Duration, SystemTime};
-use support::*;
 
 fn at(p: &serde_json::Value, key: &str) -> SystemTime {
     humantime::parse_rfc3339(p[key].as_str().unwrap()).unwrap()
@@ -19,19 +17,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn latency_stays_bounded_and_drops_account_for_every_frame() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
+    let port = free_port();
     let readings = dir.path().join("fast.csv");
     let rows: String = (0..8000).map(|i| format!("{i},1,2\n")).collect();
     std::fs::write(&readings, rows).unwrap();
     let body = format!(
-        r#"
-[[models]]
-id = "busy"
-path = "{model}"
-threads = 1
-preprocess = {{ type = "record" }}
-postprocess = {{ type = "raw", max_values = 1 }}
-
+        r#"{model}
 [[sensors]]
 id = "fast"
 model = "busy"
@@ -43,22 +35,42 @@ queue = {{ capacity = 1, overflow = "drop_oldest" }}
 [mqtt]
 broker = "{broker}"
 "#,
-        model = repo("models/busy.onnx").display(),
+        model = raw_model_toml("busy", "models/busy.onnx", 1, "threads = 1"),
         readings = readings.display(),
         broker = broker.url(),
     );
-    let config = write_config(dir.path(), "fast.toml", &body);
-    let log = run_to_end(&config);
-
-    let count = |key: &str| sensor_total(&log, "fast", key);
-    let (captured, dropped, inferred) = (count("captured"), count("dropped"), count("inferred"));
-    assert_eq!(captured, 8000, "{log}");
-    assert_eq!(count("errors"), 0, "{log}");
-    assert_eq!(dropped, captured - inferred, "{log}");
+    let config = write_config(
+        dir.path(),
+        "fast.toml",
+        &format!("{body}{}", metrics_toml(port)),
+    );
+    let daemon = Daemon::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || daemon
+            .log_contains("reached the end of its input")),
+        "{}",
+        daemon.log()
+    );
+    // Once the worker has finished its last frame, every captured frame was inferred or dropped.
+    let mut counters = SensorCounters::scrape(port, "fast");
+    let accounted = wait_until(Duration::from_secs(20), || {
+        counters = SensorCounters::scrape(port, "fast");
+        counters.dropped + counters.inferred + counters.errors == counters.captured
+    });
+    assert!(accounted, "frames unaccounted for: {counters:?}");
+    let SensorCounters {
+        captured,
+        inferred,
+        dropped,
+        ..
+    } = counters;
+    assert_eq!(captured, 8000, "{counters:?}");
+    assert_eq!(counters.errors, 0, "{counters:?}");
     assert!(
         captured >= 5 * inferred,
-        "the sensor was not much faster than the model:\n{log}"
+        "the sensor was not much faster than the model: {counters:?}"
     );
+    assert!(daemon.terminate(Duration::from_secs(10)).success());
 
     assert!(wait_until(Duration::from_secs(20), || consumer.count()
         >= inferred as usize));

@@ -1,11 +1,9 @@
 //! A model file that is damaged, replaced, or does not fit its pre-processing stops start-up with a
 //! clear error naming the model, never a panic.
 
-mod support;
-
+use crate::support::*;
 use std::path::Path;
 use std::process::Command;
-use support::*;
 
 fn run_with_model(
     dir: &Path,

@@ -1,10 +1,8 @@
 //! `edgeinfer bench` measures every available backend in its own process and prints the table with
 //! ratios; `--config` adds the per-frame path. Figures are not asserted: only that they are there.
 
-mod support;
-
+use crate::support::repo;
 use std::process::Command;
-use support::repo;
 
 fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))

@@ -2,8 +2,7 @@
 //! frames (fixtures made by ffmpeg at test time), and a daemon whose camera is missing: it keeps
 //! retrying with one clear log line per attempt while its other sensors carry on.
 
-mod support;
-
+use crate::support::*;
 use edgeinfer::frame::Payload;
 use edgeinfer::jpeg;
 use edgeinfer::sensor::camera::{decode_mjpeg, decode_yuyv, with_huffman_tables};
@@ -14,13 +13,29 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 const W: u32 = 320;
 const H: u32 = 240;
 const FRAMES: usize = 3;
 
 /// Runs ffmpeg with `args`; fails the test with a clear message when ffmpeg is not installed.
+/// Three frames of the test source in pixel format `pix_fmt`, encoded and written as `output`
+/// (ffmpeg's output options and file name) says.
+fn ffmpeg_source(pix_fmt: &str, output: &[&str]) {
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        SOURCE,
+        "-frames:v",
+        "3",
+        "-pix_fmt",
+        pix_fmt,
+    ];
+    args.extend(output);
+    ffmpeg(&args);
+}
+
 fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
@@ -112,25 +127,20 @@ fn has_dht(data: &[u8]) -> bool {
 /// MJPEG frames (4:2:2, as UVC cameras send them, with ffmpeg's standard Huffman tables).
 fn mjpeg_fixture(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let mjpeg = dir.join("clip.mjpeg");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        SOURCE,
-        "-frames:v",
-        "3",
-        "-pix_fmt",
+    ffmpeg_source(
         "yuvj422p",
-        "-c:v",
-        "mjpeg",
-        "-huffman",
-        "default",
-        "-q:v",
-        "3",
-        "-f",
-        "mjpeg",
-        mjpeg.to_str().unwrap(),
-    ]);
+        &[
+            "-c:v",
+            "mjpeg",
+            "-huffman",
+            "default",
+            "-q:v",
+            "3",
+            "-f",
+            "mjpeg",
+            mjpeg.to_str().unwrap(),
+        ],
+    );
     let data = std::fs::read(&mjpeg).unwrap();
     (mjpeg, data)
 }
@@ -215,19 +225,7 @@ fn yuyv_conversion_matches_ffmpeg() {
     let dir = tempfile::tempdir().unwrap();
     let yuyv = dir.path().join("clip.yuyv");
     let rgb = dir.path().join("clip_yuyv.rgb");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        SOURCE,
-        "-frames:v",
-        "3",
-        "-pix_fmt",
-        "yuyv422",
-        "-f",
-        "rawvideo",
-        yuyv.to_str().unwrap(),
-    ]);
+    ffmpeg_source("yuyv422", &["-f", "rawvideo", yuyv.to_str().unwrap()]);
     ffmpeg(&[
         "-f",
         "rawvideo",
@@ -297,19 +295,27 @@ device = "/dev/video97"
         labels = repo("models/colour.labels").display(),
         line = line_sensor_toml("serial0", "vibration", &readings, None),
     );
-    let config = write_config(dir.path(), "edgeinfer.toml", &body);
+    let metrics = free_port();
+    let config = write_config(
+        dir.path(),
+        "edgeinfer.toml",
+        &format!("{body}{}", metrics_toml(metrics)),
+    );
 
     let daemon = Daemon::start(&config);
     let retry = "Sensor unavailable; will retry";
     // Attempts come 0.5 s, then 1 s apart: three within a few seconds.
     assert!(
-        wait_until(Duration::from_secs(20), || daemon.count_lines(retry) >= 3),
-        "camera retries not logged:\n{}",
+        wait_until(Duration::from_secs(20), || {
+            SensorCounters::read(metrics, "cam0").is_some_and(|c| c.reconnects >= 3)
+        }),
+        "camera retries not counted:\n{}",
         daemon.log()
     );
     assert!(
-        wait_until(Duration::from_secs(20), || daemon.stored_ids().len()
-            == ROWS),
+        wait_until(Duration::from_secs(20), || {
+            SensorCounters::scrape(metrics, "serial0").inferred == ROWS as u64
+        }),
         "line sensor predictions not all stored:\n{}",
         daemon.log()
     );

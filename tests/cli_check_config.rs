@@ -1,10 +1,8 @@
 //! `edgeinfer check-config` reports every problem, with key paths and line numbers, exits 2, and
 //! never panics; `print-default-config` prints a config that parses.
 
-mod support;
-
+use crate::support::repo;
 use std::process::Command;
-use support::repo;
 
 fn edgeinfer(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))

@@ -1,11 +1,9 @@
 //! SIGKILL at any moment loses nothing that reached the outbox: after a restart every stored
 //! prediction is delivered; duplicates only for messages that were in flight, identifiable by id.
 
-mod support;
-
+use crate::support::*;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use support::*;
 
 /// These tests take "Prediction stored" as the durability point, which it is with this setting;
 /// `outbox_faults.rs` covers the default batch durability.
@@ -50,7 +48,7 @@ fn run_and_kill(config: &std::path::Path, at_least: usize) -> Vec<String> {
 /// ids the second run stored.
 fn restart_until_delivered(
     config: &std::path::Path,
-    consumer: &Consumer,
+    consumer: &Recorder,
     stored: &[String],
 ) -> BTreeSet<String> {
     let second = Daemon::start(config);
@@ -74,7 +72,7 @@ fn restart_until_delivered(
 #[test]
 fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 400);
@@ -94,7 +92,7 @@ fn sigkill_while_publishing_then_restart_delivers_every_stored_prediction() {
 #[test]
 fn sigkill_while_the_broker_is_down_then_restart_delivers_the_whole_backlog() {
     let mut broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     broker.stop();
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");

@@ -4,8 +4,8 @@
 //!
 //! Time is not paused: sensors and workers run on OS threads, which tokio's clock does not reach.
 
-mod support;
-
+use crate::support::service_manager::ServiceManager;
+use crate::support::*;
 use edgeinfer::app;
 use edgeinfer::config::Config;
 use edgeinfer::daemon::{Daemon, Options, StartError};
@@ -14,9 +14,7 @@ use edgeinfer::pipeline::FrameHook;
 use edgeinfer::service::Notifier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use support::service_manager::ServiceManager;
-use support::*;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Stored predictions per sensor, read from the open outbox.
@@ -29,18 +27,6 @@ fn stored_by(outbox: &Outbox, sensor: &str) -> usize {
         })
         .unwrap();
     n
-}
-
-/// Polls `f` every 20 ms for up to `timeout`, without blocking the runtime.
-async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,11 +64,7 @@ async fn a_metrics_port_in_use_fails_the_build_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let path = looping_line_config(
-        dir.path(),
-        "serial0",
-        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
+    let path = looping_line_config(dir.path(), "serial0", &metrics_toml(port));
     let config = Config::load(&path).unwrap();
     match Daemon::build(config.clone(), Options::default()).await {
         Err(StartError::Metrics { addr, .. }) => assert_eq!(addr.port(), port),
@@ -102,7 +84,8 @@ async fn a_metrics_port_in_use_fails_the_build_before_anything_starts() {
 async fn reload_replaces_the_daemon_and_an_invalid_config_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let manager = ServiceManager::start(dir.path());
-    let path = looping_line_config(dir.path(), "serial0", "");
+    let spec = looping_line(dir.path());
+    let path = spec.write(&dir.path().join("edgeinfer.toml"));
     let config = Config::load(&path).unwrap();
     let (outbox_dir, outbox_config) = (config.outbox_dir(), config.outbox.clone());
     let notifier = Notifier::to_socket(manager.socket_path.clone(), None).unwrap();
@@ -121,16 +104,21 @@ async fn reload_replaces_the_daemon_and_an_invalid_config_keeps_it() {
     assert!(eventually(Duration::from_secs(30), || manager.count("READY=1") == 1).await);
 
     // A valid change: the sensor is renamed; the new daemon runs on it.
-    let good = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("id = \"serial0\"", "id = \"serial1\"");
-    std::fs::write(&path, &good).unwrap();
+    let good = LineConfig {
+        sensor: "serial1".into(),
+        ..spec
+    };
+    good.write(&path);
     reload.notify_one();
     assert!(eventually(Duration::from_secs(30), || manager.count("READY=1") == 2).await);
     assert_eq!(manager.count("RELOADING=1"), 1);
 
     // An invalid change: reported, and the daemon goes on as it was (no new start).
-    std::fs::write(&path, good.replace("rate = 20", "rate = -1")).unwrap();
+    LineConfig {
+        rate: Some(-1.0),
+        ..good
+    }
+    .write(&path);
     reload.notify_one();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(manager.count("RELOADING=1"), 1);

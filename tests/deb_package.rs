@@ -1,10 +1,8 @@
 //! `scripts/build-deb.sh` makes a package that unpacks into a scratch root with the binary, the
 //! unit, the default config marked as a conffile, and maintainer scripts that enable nothing.
 
-mod support;
-
+use crate::support::repo;
 use std::process::Command;
-use support::repo;
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

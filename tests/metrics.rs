@@ -1,26 +1,7 @@
 //! The optional Prometheus endpoint serves live counters on loopback, and refuses other addresses.
 
-mod support;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use crate::support::*;
 use std::time::Duration;
-use support::*;
-
-fn get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-/// The value of the series whose line starts with `series`.
-fn value(body: &str, series: &str) -> Option<u64> {
-    body.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 #[test]
 fn metrics_are_served_live_on_loopback() {
@@ -29,9 +10,10 @@ fn metrics_are_served_live_on_loopback() {
     write_readings(&readings, 20);
     let port = free_port();
     let body = format!(
-        "{}{}loop = true\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        "{}{}loop = true\n{}",
         vibration_model_toml("vibration", &repo("models/vibration.labels")),
         line_sensor_toml("serial0", "vibration", &readings, Some(50.0)),
+        metrics_toml(port),
     );
     let config = write_config(dir.path(), "edgeinfer.toml", &body);
     let daemon = Daemon::start(&config);
@@ -41,26 +23,26 @@ fn metrics_are_served_live_on_loopback() {
         daemon.log()
     );
     let inferred = "edgeinfer_sensor_inferred_total{device=\"t1\",sensor=\"serial0\"}";
-    let first = get(port, "/metrics");
+    let first = http_get(port, "/metrics");
     assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
     assert!(first.contains("# TYPE edgeinfer_sensor_inferred_total counter"));
     assert!(first.contains("edgeinfer_outbox_records_total{device=\"t1\",event=\"appended\"}"));
     assert!(first.contains("edgeinfer_outbox_max_bytes{device=\"t1\"} 67108864"));
-    let before = value(&first, inferred).unwrap_or_else(|| panic!("{first}"));
+    let before = series_value(&first, inferred).unwrap_or_else(|| panic!("{first}"));
     // Live: the counter grows while the sensor runs, and matches the outbox's appends.
     assert!(wait_until(Duration::from_secs(10), || {
-        value(&get(port, "/metrics"), inferred).unwrap() >= before + 10
+        series_value(&http_get(port, "/metrics"), inferred).unwrap() >= before + 10
     }));
-    let later = get(port, "/metrics");
+    let later = http_get(port, "/metrics");
     assert!(
-        value(
+        series_value(
             &later,
             "edgeinfer_outbox_records_total{device=\"t1\",event=\"appended\"}"
         )
         .unwrap()
-            >= value(&later, inferred).unwrap()
+            >= series_value(&later, inferred).unwrap()
     );
-    assert!(get(port, "/").starts_with("HTTP/1.1 404"));
+    assert!(http_get(port, "/").starts_with("HTTP/1.1 404"));
     assert!(daemon.terminate(Duration::from_secs(10)).success());
 
     // Only loopback: the endpoint has no authentication.

@@ -1,11 +1,9 @@
 //! Predictions reach a real broker: every frame exactly once and in order, and everything made while
 //! the broker was away arrives afterwards, oldest first.
 
-mod support;
-
+use crate::support::*;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use support::*;
 
 const FIELDS: &[&str] = &[
     "id",
@@ -28,7 +26,7 @@ fn seq_of(id: &str) -> u64 {
 #[test]
 fn every_frame_is_published_exactly_once_in_order_with_the_documented_schema() {
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let dir = tempfile::tempdir().unwrap();
 
     // Images: the demo's 12 plus one corrupt file, which is skipped without losing the others.
@@ -47,24 +45,15 @@ fn every_frame_is_published_exactly_once_in_order_with_the_documented_schema() {
     write_readings(&readings, 40);
     let config = line_config(dir.path(), &readings, None, &broker.url(), "");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        r#"
-[[models]]
-id = "colour"
-path = "{}"
-input_shapes = {{ image = [1, 3, 64, 64] }}
-preprocess = {{ type = "image", resize = [85, 64], crop = [64, 64] }}
-postprocess = {{ type = "classify", top_k = 1, labels = "{}" }}
-
-[[sensors]]
-id = "cam0"
-model = "colour"
-type = "image_replay"
-path = "{}"
-"#,
-        repo("models/colour.onnx").display(),
-        repo("models/colour.labels").display(),
-        images.display()
+    let labels = repo("models/colour.labels");
+    text.push_str(&colour_replay_toml(
+        "cam0",
+        &format!(
+            "preprocess = {{ type = \"image\", resize = [85, 64], crop = [64, 64] }}\n\
+             postprocess = {{ type = \"classify\", top_k = 1, labels = \"{}\" }}",
+            labels.display()
+        ),
+        &images,
     ));
     std::fs::write(&config, text).unwrap();
 
@@ -134,7 +123,7 @@ path = "{}"
 #[test]
 fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
     let mut broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");
     const N: usize = 200;
@@ -224,7 +213,7 @@ fn predictions_made_while_the_broker_is_down_arrive_afterwards_oldest_first() {
 #[test]
 fn a_prediction_too_large_to_publish_is_counted_and_does_not_block_the_others() {
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 40);
@@ -235,17 +224,25 @@ fn a_prediction_too_large_to_publish_is_counted_and_does_not_block_the_others() 
         format!("normal{0}\nalert{0}\n", "x".repeat(1500)),
     )
     .unwrap();
-    let config = line_config(dir.path(), &readings, None, &broker.url(), "");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("max_packet_bytes = 1024\n");
-    text.push_str(&vibration_model_toml("verbose", &long_labels));
-    text.push_str(&line_sensor_toml("serial1", "verbose", &readings, None));
-    std::fs::write(&config, text).unwrap();
+    let metrics = free_port();
+    let config = LineConfig {
+        broker: Some(broker.url()),
+        mqtt_extra: "max_packet_bytes = 1024\n".into(),
+        extra: format!(
+            "{}{}{}",
+            vibration_model_toml("verbose", &long_labels),
+            line_sensor_toml("serial1", "verbose", &readings, None),
+            metrics_toml(metrics)
+        ),
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
 
     let daemon = Daemon::start(&config);
+    let undeliverable = "edgeinfer_outbox_records_total{device=\"t1\",event=\"undeliverable\"}";
     assert!(
         wait_until(Duration::from_secs(30), || consumer.count() >= 40
-            && daemon.count_lines("too large to publish") >= 40),
+            && metric(metrics, undeliverable) >= Some(40)),
         "{} delivered; log:\n{}",
         consumer.count(),
         daemon.log()

@@ -2,8 +2,8 @@
 //! effect it promises on a real broker and a real MQTT client, faults leave the consumer's bypass
 //! alone, and nothing outlives a link.
 
-mod support;
-
+use crate::support::netns::{find_tool, FaultyLink, PORT};
+use crate::support::*;
 use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -11,8 +11,6 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use support::netns::{find_tool, FaultyLink, PORT};
-use support::*;
 
 static CLIENTS: AtomicU32 = AtomicU32::new(0);
 
@@ -147,7 +145,7 @@ fn publish_round(host: &str, topic: &str, count: usize, size: usize) -> bool {
 }
 
 /// Distinct messages received, by topic and the number `publish_all` put in front.
-fn distinct(consumer: &Consumer) -> usize {
+fn distinct(consumer: &Recorder) -> usize {
     consumer
         .messages
         .lock()

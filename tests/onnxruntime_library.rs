@@ -5,12 +5,10 @@
 //! with tract, and a model that names an `ort-*` backend fails start-up.
 #![cfg(feature = "ort")]
 
-mod support;
-
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// The real library the tests run against (scripts/test.sh points `ORT_DYLIB_PATH` at the
 /// onnxruntime wheel's).
@@ -77,15 +75,13 @@ const Base *OrtGetApiBase(void) { return &base; }
 fn config(dir: &Path, backend: &str, extra: &str) -> PathBuf {
     let readings = dir.join("readings.csv");
     write_readings(&readings, 20);
-    let model = vibration_model_toml("vibration", &repo("models/vibration.labels")).replace(
-        "[[models]]\n",
-        &format!("[[models]]\nbackend = \"{backend}\"\n"),
-    );
-    let body = format!(
-        "{model}{}\n{extra}",
-        line_sensor_toml("serial0", "vibration", &readings, Some(50.0))
-    );
-    write_config(dir, "edgeinfer.toml", &body)
+    LineConfig {
+        backend: Some(backend.into()),
+        rate: Some(50.0),
+        extra: extra.into(),
+        ..LineConfig::new(dir, &readings)
+    }
+    .write(&dir.join("edgeinfer.toml"))
 }
 
 /// Starts the daemon without `ORT_DYLIB_PATH` unless `library` is given, waits until its model is

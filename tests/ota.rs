@@ -4,18 +4,15 @@
 //! slow on trial is rolled back on its own; a transfer resumes after a broker restart and a
 //! daemon SIGKILL; shadow runs report agreement; activate-model and rollback-model.
 
-mod support;
-
+use crate::support::*;
 use edgeinfer::manage::ota::protocol::{self, Activation, Manifest};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
-const STATUS: &str = "edgeinfer/t1/status";
 const PREDICTIONS: &str = "edgeinfer/t1/predictions/+";
 const TELEMETRY: &str = "edgeinfer/t1/telemetry";
 
@@ -34,13 +31,6 @@ fn version(path: &Path) -> String {
 
 fn test_model(name: &str) -> PathBuf {
     repo(&format!("models/test/{name}"))
-}
-
-fn seq() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 /// Runs `edgeinfer ota push` with `args` after the broker options.
@@ -83,7 +73,7 @@ fn final_state(out: &Output) -> Value {
 }
 
 /// Sequence numbers (from the prediction ids) and frame numbers received, as sets.
-fn received(peer: &Peer) -> (BTreeSet<u64>, BTreeSet<u64>, Vec<Value>) {
+fn received(peer: &Recorder) -> (BTreeSet<u64>, BTreeSet<u64>, Vec<Value>) {
     let mut ids = BTreeSet::new();
     let mut frames = BTreeSet::new();
     let all: Vec<Value> = peer
@@ -103,7 +93,7 @@ fn received(peer: &Peer) -> (BTreeSet<u64>, BTreeSet<u64>, Vec<Value>) {
 }
 
 /// Neither the outbox ids nor the frame numbers have a hole between their first and last.
-fn assert_no_gap(peer: &Peer, log: &str) {
+fn assert_no_gap(peer: &Recorder, log: &str) {
     let (ids, frames, _) = received(peer);
     for (what, set) in [("prediction ids", ids), ("frame numbers", frames)] {
         let (first, last) = (*set.first().unwrap(), *set.last().unwrap());
@@ -117,13 +107,13 @@ fn assert_no_gap(peer: &Peer, log: &str) {
     }
 }
 
-fn version_served(peer: &Peer) -> Option<Value> {
+fn version_served(peer: &Recorder) -> Option<Value> {
     peer.json_on(STATUS)
         .last()
         .map(|s| s["models"][0]["version"].clone())
 }
 
-fn wait_status(peer: &Peer, daemon: &Daemon, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+fn wait_status(peer: &Recorder, daemon: &Daemon, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     wait_until(WAIT, || peer.json_on(STATUS).last().is_some_and(&f));
     let last = peer.json_on(STATUS).last().cloned().unwrap_or_default();
     assert!(
@@ -145,7 +135,7 @@ fn a_pushed_model_serves_without_a_gap_and_is_kept_across_a_restart() {
     let device = pki.client("t1");
     let (op_cert, op_key) = pki.client("operator");
     let broker = TlsBroker::start(&pki, ACL);
-    let peer = Peer::connect(
+    let peer = Recorder::connect(
         tls_options(
             broker.port,
             "watcher",
@@ -161,17 +151,19 @@ fn a_pushed_model_serves_without_a_gap_and_is_kept_across_a_restart() {
     std::fs::write(&key_file, edgeinfer::manage::auth::signing_key_text(&key)).unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 60);
-    let config = line_config(dir.path(), &readings, Some(100.0), &broker.url(), "");
-    let mut config_text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("rate = 100", "rate = 100\nloop = true");
-    config_text.push_str(&pki.tls_toml(Some(&device)));
-    config_text.push_str(&format!(
-        "\n[remote]\noperator_keys = [\"{}\"]\n{}",
-        edgeinfer::manage::auth::public_key_text(&key.verifying_key()),
-        remote_extra()
-    ));
-    std::fs::write(&config, config_text).unwrap();
+    let config = LineConfig {
+        rate: Some(100.0),
+        looping: true,
+        broker: Some(broker.url()),
+        mqtt_extra: pki.tls_toml(Some(&device)),
+        remote: Some(Remote {
+            operator_key: key.verifying_key(),
+            telemetry_interval_secs: None,
+            extra: remote_extra().into(),
+        }),
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
 
     let daemon = Daemon::start(&config);
     let v1 = version(&repo("models/vibration.onnx"));
@@ -251,32 +243,27 @@ fn a_pushed_model_serves_without_a_gap_and_is_kept_across_a_restart() {
     assert!(daemon.terminate(Duration::from_secs(10)).success());
 }
 
-/// A plain broker, a device at 100 frames/s trusting `key`, a watcher of status, predictions,
-/// telemetry and every transfer's progress.
-struct Rig {
-    dir: tempfile::TempDir,
-    broker: Broker,
-    key: ed25519_dalek::SigningKey,
-    key_file: PathBuf,
-    config: PathBuf,
-    peer: Peer,
+/// What [`RemoteRig::start_and_push_v2`] leaves: the daemon, both versions, v2's file and the
+/// push command's output.
+struct Pushed {
+    daemon: Daemon,
+    v1: String,
+    v2: String,
+    v2_file: PathBuf,
+    out: Output,
 }
 
-impl Rig {
-    fn new() -> Rig {
-        Rig::with(remote_extra())
+/// The OTA tests' rig: a device at 100 frames/s, a watcher of status, predictions, telemetry,
+/// every transfer's progress and every command's result.
+impl RemoteRig {
+    fn ota() -> RemoteRig {
+        RemoteRig::ota_with(remote_extra())
     }
 
     /// `extra` inside `[remote]`.
-    fn with(extra: &str) -> Rig {
-        let broker = Broker::start();
-        let dir = tempfile::tempdir().unwrap();
-        let key = operator_key();
-        let key_file = dir.path().join("op.key");
-        std::fs::write(&key_file, edgeinfer::manage::auth::signing_key_text(&key)).unwrap();
-        let config = remote_config(dir.path(), &broker.url(), &key, 100.0, extra);
-        let peer = Peer::connect(
-            plain_options(broker.port, "watcher"),
+    fn ota_with(extra: &str) -> RemoteRig {
+        RemoteRig::prepare(
+            "watcher",
             &[
                 STATUS,
                 PREDICTIONS,
@@ -284,15 +271,22 @@ impl Rig {
                 "edgeinfer/t1/ota/+/progress",
                 "edgeinfer/t1/cmd/+/result",
             ],
+            100.0,
+            extra,
         )
-        .unwrap();
-        Rig {
-            dir,
-            broker,
-            key,
-            key_file,
-            config,
-            peer,
+    }
+
+    /// Starts the device on v1, waits until it is online, then pushes v2 with `args`.
+    fn start_and_push_v2(&self, args: &[&str]) -> Pushed {
+        let daemon = Daemon::start(&self.config);
+        wait_status(&self.peer, &daemon, "online", |s| s["online"] == true);
+        let v2_file = test_model("vibration-v2.onnx");
+        Pushed {
+            v1: version(&repo("models/vibration.onnx")),
+            v2: version(&v2_file),
+            out: push(&self.broker_args(), &self.key_file, &v2_file, args),
+            v2_file,
+            daemon,
         }
     }
 
@@ -366,20 +360,11 @@ impl Rig {
             );
         }
     }
-
-    fn command(&self, name: &str, args: Value) -> Value {
-        let (id, body) = signed_command(&self.key, "t1", name, seq(), args);
-        let topic = format!("edgeinfer/t1/cmd/{name}/result");
-        self.peer.publish(&format!("edgeinfer/t1/cmd/{name}"), body);
-        self.peer
-            .wait_json(&topic, WAIT, |v| v["id"] == id.as_str())
-            .unwrap_or_else(|| panic!("no result of {name}"))
-    }
 }
 
 #[test]
 fn bad_transfers_are_refused_with_their_reason_and_the_old_model_keeps_serving() {
-    let rig = Rig::new();
+    let rig = RemoteRig::ota();
     let daemon = Daemon::start(&rig.config);
     let v1 = version(&repo("models/vibration.onnx"));
     wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
@@ -528,7 +513,7 @@ fn bad_transfers_are_refused_with_their_reason_and_the_old_model_keeps_serving()
 
 #[test]
 fn an_interrupted_transfer_resumes_after_a_broker_restart_and_a_daemon_kill() {
-    let mut rig = Rig::new();
+    let mut rig = RemoteRig::ota();
     let mut daemon = Daemon::start(&rig.config);
     wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
     let file = test_model("vibration-slow.onnx");
@@ -552,7 +537,7 @@ fn an_interrupted_transfer_resumes_after_a_broker_restart_and_a_daemon_kill() {
     // The broker restarts: the sender asks again and is told only what is missing.
     rig.broker.restart();
     wait_until(WAIT, || daemon.count_lines("Management connected") >= 2);
-    let peer = Peer::connect(
+    let peer = Recorder::connect(
         plain_options(rig.broker.port, "watcher-2"),
         &[STATUS, "edgeinfer/t1/ota/+/progress"],
     )
@@ -606,19 +591,14 @@ fn an_interrupted_transfer_resumes_after_a_broker_restart_and_a_daemon_kill() {
 
 #[test]
 fn a_shadow_run_reports_agreement_and_versions_are_switched_by_command() {
-    let rig = Rig::new();
-    let daemon = Daemon::start(&rig.config);
-    let v1 = version(&repo("models/vibration.onnx"));
-    wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
-    let v2_file = test_model("vibration-v2.onnx");
-    let v2 = version(&v2_file);
-
-    let out = push(
-        &rig.broker_args(),
-        &rig.key_file,
-        &v2_file,
-        &["--activate", "shadow"],
-    );
+    let rig = RemoteRig::ota();
+    let Pushed {
+        daemon,
+        v1,
+        v2,
+        v2_file,
+        out,
+    } = rig.start_and_push_v2(&["--activate", "shadow"]);
     assert_eq!(final_state(&out)["state"], "shadow", "{}", text(&out));
     wait_status(&rig.peer, &daemon, "a shadow", |s| {
         s["models"][0]["shadow"] == v2.as_str()
@@ -681,18 +661,14 @@ fn a_shadow_run_reports_agreement_and_versions_are_switched_by_command() {
 #[test]
 fn a_trial_cut_short_by_a_crash_is_rolled_back_when_the_daemon_starts_again() {
     // A trial that never ends by itself.
-    let rig = Rig::with("[remote.ota]\ntrial_predictions = 1000000\n");
-    let mut daemon = Daemon::start(&rig.config);
-    let v1 = version(&repo("models/vibration.onnx"));
-    wait_status(&rig.peer, &daemon, "online", |s| s["online"] == true);
-    let v2_file = test_model("vibration-v2.onnx");
-    let v2 = version(&v2_file);
-    let out = push(
-        &rig.broker_args(),
-        &rig.key_file,
-        &v2_file,
-        &["--no-wait-commit"],
-    );
+    let rig = RemoteRig::ota_with("[remote.ota]\ntrial_predictions = 1000000\n");
+    let Pushed {
+        mut daemon,
+        v1,
+        v2,
+        v2_file,
+        out,
+    } = rig.start_and_push_v2(&["--no-wait-commit"]);
     assert_eq!(final_state(&out)["state"], "activated", "{}", text(&out));
     wait_status(&rig.peer, &daemon, "v2 on trial", |s| {
         s["models"][0]["version"] == v2.as_str() && s["models"][0]["trial"] == true

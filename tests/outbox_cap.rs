@@ -1,12 +1,10 @@
 //! With the broker away and a small cap, the outbox stays under its cap and applies its policy,
 //! counting every drop; what it keeps is what the policy says.
 
-mod support;
-
+use crate::support::*;
 use edgeinfer::config::{OutboxConfig, WhenFull};
 use edgeinfer::outbox::Outbox;
 use edgeinfer::prediction::Prediction;
-use support::*;
 
 const CAP: u64 = 8192;
 const N: u64 = 200;

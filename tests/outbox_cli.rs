@@ -1,11 +1,9 @@
 //! `edgeinfer outbox stats|peek|export|purge` on the data dir of a stopped daemon, and a clear
 //! refusal while one is running.
 
-mod support;
-
+use crate::support::*;
 use std::process::{Command, Output};
 use std::time::Duration;
-use support::*;
 
 fn outbox(config: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgeinfer"))

@@ -2,14 +2,12 @@
 //! of every kind (packets dropped, connections refused, broker stopped) on a network namespace of
 //! the test's own, a lossy and slow link, a damaged store, a full disk.
 
-mod support;
-
+use crate::support::netns::FaultyLink;
+use crate::support::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::netns::FaultyLink;
-use support::*;
 
 /// These tests measure throughput-heavy runs; one at a time keeps them from starving each other on
 /// a small machine.
@@ -68,7 +66,7 @@ impl Lcg {
 fn sigkill_at_random_moments_loses_nothing_that_was_durable() {
     let _serial = serial();
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let dir = tempfile::tempdir().unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 20_000);
@@ -155,7 +153,7 @@ struct Arrival {
     at: Instant,
 }
 
-fn arrivals(consumer: &Consumer) -> Vec<Arrival> {
+fn arrivals(consumer: &Recorder) -> Vec<Arrival> {
     let times = consumer.arrivals.lock().unwrap().clone();
     consumer
         .json()
@@ -347,14 +345,17 @@ fn a_lossy_slow_link_loses_nothing_and_keeps_order() {
     );
 }
 
-/// A data dir whose outbox was written while the broker was away.
-fn offline_outbox(dir: &Path, rows: usize) -> std::path::PathBuf {
+/// A data dir whose outbox was written while the broker was away, and the config that wrote it.
+fn offline_outbox(dir: &Path, rows: usize) -> (std::path::PathBuf, LineConfig) {
     let readings = dir.join("readings.csv");
     write_readings(&readings, rows);
-    let away = format!("mqtt://127.0.0.1:{}", free_port());
-    let config = line_config(dir, &readings, None, &away, "");
+    let spec = LineConfig {
+        broker: Some(format!("mqtt://127.0.0.1:{}", free_port())),
+        ..LineConfig::new(dir, &readings)
+    };
+    let config = spec.write(&dir.join("edgeinfer.toml"));
     run_to_end(&config);
-    config
+    (config, spec)
 }
 
 /// Damaged database files (truncated, scribbled on) while the daemon is stopped: it starts, moves
@@ -364,7 +365,7 @@ fn a_damaged_store_is_quarantined_and_the_daemon_carries_on() {
     let _serial = serial();
     for damage in ["truncate", "scribble"] {
         let dir = tempfile::tempdir().unwrap();
-        let config = offline_outbox(dir.path(), 300);
+        let (config, spec) = offline_outbox(dir.path(), 300);
         let outbox = dir.path().join("state/outbox");
         let gen = std::fs::read_dir(&outbox)
             .unwrap()
@@ -397,13 +398,15 @@ fn a_damaged_store_is_quarantined_and_the_daemon_carries_on() {
         }
 
         let broker = Broker::start();
-        let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
-        let status = Consumer::start(broker.port, "edgeinfer/t1/status");
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(&config_broker(&config), &broker.url());
+        let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
+        let status = Recorder::consumer(broker.port, "edgeinfer/t1/status");
         // The management connection reports the quarantine in the retained status.
-        std::fs::write(&config, format!("{text}\n[remote]\n")).unwrap();
+        LineConfig {
+            broker: Some(broker.url()),
+            extra: "\n[remote]\n".into(),
+            ..spec.clone()
+        }
+        .write(&config);
         let daemon = Daemon::start(&config);
         assert!(
             wait_until(Duration::from_secs(30), || consumer.count() >= 300),
@@ -434,14 +437,6 @@ fn a_damaged_store_is_quarantined_and_the_daemon_carries_on() {
     }
 }
 
-/// The `broker = "..."` value of a config written by `line_config`.
-fn config_broker(config: &Path) -> String {
-    let text = std::fs::read_to_string(config).unwrap();
-    let at = text.find("broker = \"").unwrap() + 10;
-    let end = text[at..].find('"').unwrap() + at;
-    text[at..end].to_string()
-}
-
 /// A disk that fills up: writes fail, are logged and counted, the daemon keeps running, and once
 /// space returns it stores again; everything it stored is delivered.
 #[test]
@@ -469,12 +464,13 @@ fn a_full_disk_is_survived_and_storing_resumes_when_space_returns() {
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 200_000);
     let away = format!("mqtt://127.0.0.1:{}", free_port());
-    let config = line_config(dir.path(), &readings, Some(4000.0), &away, "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("{}", dir.path().join("state").display()),
-        &format!("{}", mount.path().join("state").display()),
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = LineConfig {
+        data_dir: mount.path().join("state"),
+        rate: Some(4000.0),
+        broker: Some(away),
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
 
     let daemon = Daemon::start_with_env(&config, &[("RUST_LOG", OsStr::new("edgeinfer=info"))]);
     assert!(

@@ -2,11 +2,9 @@
 //! recording through the same model gives byte-identical predictions, run after run, whatever the
 //! pacing (timestamps aside).
 
-mod support;
-
+use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// The prediction with its three timing fields (capture and inference times, latency) blanked.
 fn without_timing(payload: &[u8]) -> String {
@@ -21,7 +19,7 @@ fn without_timing(payload: &[u8]) -> String {
 
 fn replay(dir: &std::path::Path, recording: &std::path::Path, timing: &str) -> Vec<String> {
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let body = format!(
         r#"
 [[models]]
@@ -73,24 +71,12 @@ fn a_recording_replays_to_identical_predictions_every_time() {
         dir.path(),
         "source.toml",
         &format!(
-            r#"
-[[models]]
-id = "colour"
-path = "{model}"
-input_shapes = {{ image = [1, 3, 64, 64] }}
-preprocess = {{ type = "image" }}
-postprocess = {{ type = "raw" }}
-
-[[sensors]]
-id = "clip"
-model = "colour"
-type = "image_replay"
-path = "{clip}"
-rate = 40.0
-loop = true
-"#,
-            model = repo("models/colour.onnx").display(),
-            clip = repo("config/demo-data/clip.mjpeg").display(),
+            "{}rate = 40.0\nloop = true\n",
+            colour_replay_toml(
+                "clip",
+                "preprocess = { type = \"image\" }\npostprocess = { type = \"raw\" }",
+                &repo("config/demo-data/clip.mjpeg"),
+            )
         ),
     );
     let recording = dir.path().join("clip.rec");

@@ -2,14 +2,10 @@
 //! commands and the refusal of every bad one with its reason, random payloads on every command
 //! topic, and `set-config`.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::remote::RemoteDevice;
-use support::*;
 
-const STATUS: &str = "edgeinfer/t1/status";
 const TELEMETRY: &str = "edgeinfer/t1/telemetry";
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -19,7 +15,7 @@ fn result_topic(name: &str) -> String {
 
 /// Publishes `payload` on command `name` and waits for the result that carries `id` (or, for
 /// `None`, the next result on that topic).
-fn ask(peer: &Peer, name: &str, payload: Vec<u8>, id: Option<&str>) -> Value {
+fn ask(peer: &Recorder, name: &str, payload: Vec<u8>, id: Option<&str>) -> Value {
     let topic = result_topic(name);
     let before = peer.on(&topic).len();
     peer.publish(&format!("edgeinfer/t1/cmd/{name}"), payload);
@@ -35,13 +31,6 @@ fn ask(peer: &Peer, name: &str, payload: Vec<u8>, id: Option<&str>) -> Value {
     found.unwrap_or_else(|| panic!("no result on {topic}"))
 }
 
-fn seq() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
 #[test]
 fn status_is_retained_telemetry_flows_and_the_last_will_marks_a_killed_device_offline() {
     let broker = Broker::start();
@@ -51,8 +40,8 @@ fn status_is_retained_telemetry_flows_and_the_last_will_marks_a_killed_device_of
     let mut daemon = Daemon::start(&config);
 
     // A client that comes later still gets the status: it is retained.
-    let peer = Peer::connect(plain_options(broker.port, "watcher"), &[TELEMETRY]).unwrap();
-    let status = Peer::connect(plain_options(broker.port, "late"), &[STATUS]).unwrap();
+    let peer = Recorder::connect(plain_options(broker.port, "watcher"), &[TELEMETRY]).unwrap();
+    let status = Recorder::connect(plain_options(broker.port, "late"), &[STATUS]).unwrap();
     let online = status
         .wait_json(STATUS, WAIT, |v| v["online"] == true)
         .unwrap_or_else(|| panic!("no online status:\n{}", daemon.log()));
@@ -252,18 +241,20 @@ fn set_config_refuses_an_invalid_config_whole_and_applies_a_valid_one_that_survi
         broker: _broker,
         key,
         config,
+        spec,
         dir,
         ..
     } = RemoteDevice::start("operator", &["edgeinfer/t1/cmd/+/result"]);
     let original = std::fs::read_to_string(&config).unwrap();
 
-    let invalid = original
-        .replace("telemetry_interval_secs = 1", "telemetry_interval_secs = 0")
-        .replace(
-            "reconnect_max_ms = 1000",
-            "reconnect_max_ms = 1000\nkeep_alive_secs = 1",
-        )
-        .replace("id = \"t1\"", "id = \"t9\"");
+    // Three mistakes at once: all are reported.
+    let mut invalid = LineConfig {
+        device: "t9".into(),
+        mqtt_extra: "keep_alive_secs = 1\n".into(),
+        ..spec.clone()
+    };
+    invalid.remote.as_mut().unwrap().telemetry_interval_secs = Some(0);
+    let invalid = invalid.toml();
     let (id, c) = signed_command(&key, "t1", "set-config", seq(), json!({ "toml": invalid }));
     let r = ask(&peer, "set-config", c, Some(&id));
     assert_eq!(r["error"]["code"], "invalid_config", "{r}");

@@ -1,13 +1,10 @@
 //! Random payloads on every command topic: each one is answered with an error, and the daemon
 //! keeps serving.
 
-mod support;
-
+use crate::support::*;
 use proptest::prelude::*;
 use serde_json::json;
 use std::time::Duration;
-use support::remote::RemoteDevice;
-use support::*;
 
 const NAMES: &[&str] = &[
     "ping",
@@ -47,7 +44,7 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 /// Publishes 200 cases drawn from `strategy`, each as the topic and payload
 /// `topic_and_payload` makes of it; returns how many were sent.
 fn publish_cases<S: Strategy>(
-    peer: &Peer,
+    peer: &Recorder,
     strategy: S,
     topic_and_payload: impl Fn(S::Value) -> (String, Vec<u8>),
 ) -> usize {
@@ -69,7 +66,12 @@ fn publish_cases<S: Strategy>(
 }
 
 /// Waits until `sent` answers have arrived on topics ending in `suffix`; returns them all.
-fn wait_answers(peer: &Peer, daemon: &Daemon, suffix: &str, sent: usize) -> Vec<serde_json::Value> {
+fn wait_answers(
+    peer: &Recorder,
+    daemon: &Daemon,
+    suffix: &str,
+    sent: usize,
+) -> Vec<serde_json::Value> {
     let answers = || -> Vec<serde_json::Value> {
         peer.messages
             .lock()

@@ -1,10 +1,8 @@
 //! The broker link over TLS: a custom CA, client certificates (mutual TLS) under an ACL, and
 //! user name and password; a client without a valid certificate is not let in.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 /// Devices may use their own topic tree only; the operator may use every device's.
 const ACL: &str =
@@ -17,7 +15,7 @@ fn predictions_flow_over_mutual_tls_under_an_acl() {
     let device = pki.client("t1");
     let operator = pki.client("operator");
     let broker = TlsBroker::start(&pki, ACL);
-    let peer = Peer::connect(
+    let peer = Recorder::connect(
         tls_options(broker.port, "operator", &pki.ca(), Some(&operator)),
         &["edgeinfer/t1/predictions/#", "edgeinfer/t1/status"],
     )
@@ -57,15 +55,15 @@ fn clients_without_a_certificate_of_the_ca_are_refused() {
     let pki = Pki::new(&dir.path().join("pki"));
     let broker = TlsBroker::start(&pki, ACL);
 
-    let no_cert = Peer::connect(tls_options(broker.port, "anon", &pki.ca(), None), &[]);
+    let no_cert = Recorder::connect(tls_options(broker.port, "anon", &pki.ca(), None), &[]);
     assert!(no_cert.is_err(), "a client without a certificate got in");
     let rogue = pki.untrusted_client("t1");
-    let forged = Peer::connect(
+    let forged = Recorder::connect(
         tls_options(broker.port, "rogue", &pki.ca(), Some(&rogue)),
         &[],
     );
     assert!(forged.is_err(), "a certificate of another CA was accepted");
-    let plain = Peer::connect(plain_options(broker.port, "plain"), &[]);
+    let plain = Recorder::connect(plain_options(broker.port, "plain"), &[]);
     assert!(plain.is_err(), "a plain-text client got in");
 
     // The daemon with the rogue certificate cannot connect, says so, and keeps its predictions.
@@ -131,11 +129,11 @@ fn user_name_and_password_are_sent_and_a_wrong_password_is_refused() {
     wait_for_listener(&mut mosquitto, port);
     let mut opts = plain_options(port, "watcher");
     opts.set_credentials("device", "s3cret");
-    let peer = Peer::connect(opts, &["edgeinfer/t1/predictions/#"]).expect("right password");
+    let peer = Recorder::connect(opts, &["edgeinfer/t1/predictions/#"]).expect("right password");
     let mut wrong = plain_options(port, "intruder");
     wrong.set_credentials("device", "guess");
     assert!(
-        Peer::connect(wrong, &[]).is_err(),
+        Recorder::connect(wrong, &[]).is_err(),
         "a wrong password got in"
     );
 

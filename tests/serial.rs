@@ -1,13 +1,11 @@
 //! Serial sensor over a real pty pair (socat): every record of a paced 115200-baud stream is
 //! inferred, garbage and over-long lines are counted and skipped, and a hang-up is survived.
 
-mod support;
-
+use crate::support::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A socat pty pair: the daemon opens `device`, the test writes to `feeder`.
 struct PtyPair {
@@ -76,7 +74,7 @@ fn record_line(i: usize) -> String {
 }
 
 /// The `i` each prediction echoes back, checking the record came through whole.
-fn echoed(consumer: &Consumer) -> Vec<usize> {
+fn echoed(consumer: &Recorder) -> Vec<usize> {
     consumer
         .json()
         .iter()
@@ -98,17 +96,10 @@ fn echoed(consumer: &Consumer) -> Vec<usize> {
 fn every_record_arrives_garbage_is_counted_and_a_hang_up_is_survived() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
-    let consumer = Consumer::start(broker.port, "edgeinfer/t1/predictions/#");
+    let consumer = Recorder::consumer(broker.port, "edgeinfer/t1/predictions/#");
     let mut pty = PtyPair::start(dir.path());
     let body = format!(
-        r#"
-[[models]]
-id = "echo"
-path = "{model}"
-input_shapes = {{ x = [1, 3] }}
-preprocess = {{ type = "record" }}
-postprocess = {{ type = "raw", max_values = 3 }}
-
+        r#"{model}
 [[sensors]]
 id = "uart0"
 model = "echo"
@@ -124,11 +115,21 @@ queue = {{ capacity = 2048, overflow = "drop_oldest" }}
 [mqtt]
 broker = "{broker}"
 "#,
-        model = repo("models/echo.onnx").display(),
+        model = raw_model_toml(
+            "echo",
+            "models/echo.onnx",
+            3,
+            "input_shapes = { x = [1, 3] }"
+        ),
         port = pty.device.display(),
         broker = broker.url(),
     );
-    let config = write_config(dir.path(), "serial.toml", &body);
+    let metrics = free_port();
+    let config = write_config(
+        dir.path(),
+        "serial.toml",
+        &format!("{body}{}", metrics_toml(metrics)),
+    );
     let daemon = Daemon::start(&config);
     assert!(
         wait_until(Duration::from_secs(30), || daemon
@@ -219,19 +220,11 @@ broker = "{broker}"
     want.sort_unstable();
     assert_eq!(got, want, "every valid record inferred exactly once");
 
-    let lines = daemon.lines.clone();
+    // Every prediction has arrived, so the counters are final.
+    let counters = SensorCounters::scrape(metrics, "uart0");
+    assert_eq!(counters.errors, garbage + long, "{counters:?}");
+    assert_eq!(counters.dropped, 0, "{counters:?}");
+    assert_eq!(counters.inferred, want.len() as u64, "{counters:?}");
     assert!(daemon.terminate(Duration::from_secs(10)).success());
     pty.stop();
-    let log = lines.lock().unwrap().join("\n");
-    assert_eq!(
-        sensor_total(&log, "uart0", "errors"),
-        garbage + long,
-        "{log}"
-    );
-    assert_eq!(sensor_total(&log, "uart0", "dropped"), 0, "{log}");
-    assert_eq!(
-        sensor_total(&log, "uart0", "inferred"),
-        want.len() as u64,
-        "{log}"
-    );
 }

@@ -1,12 +1,10 @@
 //! Running under systemd, as the binary: the test plays the service manager's part with its own
 //! notification socket (`NOTIFY_SOCKET`, `WATCHDOG_USEC`), and reloads the config with SIGHUP.
 
-mod support;
-
+use crate::support::service_manager::ServiceManager;
+use crate::support::*;
 use std::ffi::OsStr;
 use std::time::Duration;
-use support::service_manager::ServiceManager;
-use support::*;
 
 #[test]
 fn ready_after_start_up_and_pings_while_working() {
@@ -47,7 +45,8 @@ fn ready_after_start_up_and_pings_while_working() {
 fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let manager = ServiceManager::start(dir.path());
-    let config = looping_line_config(dir.path(), "serial0", "");
+    let spec = looping_line(dir.path());
+    let config = spec.write(&dir.path().join("edgeinfer.toml"));
     let daemon = Daemon::start_with_env(
         &config,
         &[("NOTIFY_SOCKET", manager.socket_path.as_os_str())],
@@ -68,10 +67,11 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_is_invalid()
     );
 
     // A valid change: the sensor is renamed.
-    let good = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("id = \"serial0\"", "id = \"serial1\"");
-    std::fs::write(&config, &good).unwrap();
+    let good = LineConfig {
+        sensor: "serial1".into(),
+        ..spec
+    };
+    good.write(&config);
     signal(daemon.pid(), "HUP");
     assert!(
         wait_until(Duration::from_secs(30), || stored_by("serial1") >= 3),
@@ -85,10 +85,12 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_is_invalid()
     assert_eq!(manager.count("RELOADING=1"), 1);
 
     // An invalid change: two mistakes, both reported; the daemon goes on as it was.
-    let bad = good
-        .replace("[device]", "[device]\ncolour = \"blue\"")
-        .replace("rate = 20", "rate = -1");
-    std::fs::write(&config, bad).unwrap();
+    let bad = LineConfig {
+        device_extra: "colour = \"blue\"\n".into(),
+        rate: Some(-1.0),
+        ..good
+    };
+    bad.write(&config);
     signal(daemon.pid(), "HUP");
     assert!(
         wait_until(Duration::from_secs(10), || daemon

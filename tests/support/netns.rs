@@ -28,7 +28,9 @@
 //! Needs root (network namespaces, interfaces, firewall rules) and `ip`, `tc` (iproute2),
 //! `iptables` and `mosquitto`; a missing one fails the test with the package to install.
 
-use super::{mosquitto_path, signal, wait_until, write_mosquitto_conf, Consumer};
+use super::broker::{mosquitto_path, open_to_broker, write_mosquitto_conf};
+use super::recorder::Recorder;
+use super::wait::{signal, wait_until};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -93,10 +95,7 @@ impl FaultyLink {
             .prefix(&format!("{ns}."))
             .tempdir()
             .unwrap();
-        // Started as root, mosquitto drops to its own user, which must still write its
-        // persistence file here.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        open_to_broker(dir.path());
         // From here on, Drop cleans up whatever exists if a later step panics.
         let mut link = FaultyLink {
             ns,
@@ -132,16 +131,6 @@ impl FaultyLink {
         self.addr(6).to_string()
     }
 
-    /// The host's own address on the faulty link: the source address of the daemon's connections.
-    pub fn client_host(&self) -> String {
-        self.addr(1).to_string()
-    }
-
-    /// The broker's port, the same on both addresses.
-    pub fn port(&self) -> u16 {
-        PORT
-    }
-
     /// The network namespace's name.
     pub fn namespace(&self) -> &str {
         &self.ns
@@ -158,9 +147,9 @@ impl FaultyLink {
         self.broker.as_ref().map(Child::id)
     }
 
-    /// A [`Consumer`] subscribed to `filter` over the bypass.
-    pub fn consumer(&self, filter: &str) -> Consumer {
-        Consumer::start_at(&self.bypass_host(), PORT, filter)
+    /// A consumer ([`Recorder::consumer_at`]) subscribed to `filter` over the bypass.
+    pub fn consumer(&self, filter: &str) -> Recorder {
+        Recorder::consumer_at(&self.bypass_host(), PORT, filter)
     }
 
     /// Silently discards the daemon's traffic to and from the broker port: connects time out,
