@@ -1,8 +1,28 @@
 //! Durable file updates: a crash or power cut leaves either the old or the new content, and once
 //! a call returns, the change survives one. The one place the daemon's state files, the model
-//! store and the configuration are written.
+//! store and the configuration are written. Also the error of a file operation, with its path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A file operation that failed on `path`: shown as `path: error`, with the I/O error as its
+/// source.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    /// The error of a failed operation on `path`, from its I/O error (for `map_err`).
+    pub fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+        move |source| FileError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// Replaces `path` with `bytes`: a temporary file beside it, fsync, rename, fsync of the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

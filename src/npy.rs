@@ -1,5 +1,6 @@
 //! Reading and writing NumPy `.npy` files (little-endian, C order) for `edgeinfer infer`.
 
+use crate::durable::FileError;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::{DatumType, Tensor};
@@ -8,12 +9,8 @@ use tract_onnx::prelude::{DatumType, Tensor};
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     /// File system error.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The file is not a valid .npy of a supported kind.
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
@@ -38,10 +35,7 @@ pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|source| NpyError::Io {
-            path: path.into(),
-            source,
-        })?;
+        .map_err(FileError::at(path))?;
     parse(&bytes).map_err(|message| NpyError::Format {
         path: path.into(),
         message,
@@ -111,10 +105,8 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     })?;
     std::fs::File::create(path)
         .and_then(|mut f| f.write_all(&bytes))
-        .map_err(|source| NpyError::Io {
-            path: path.into(),
-            source,
-        })
+        .map_err(FileError::at(path))?;
+    Ok(())
 }
 
 /// A tensor as the bytes of an .npy file (version 1.0, data aligned to 64 bytes as numpy does).

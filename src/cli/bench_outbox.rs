@@ -94,8 +94,7 @@ fn bench(args: &BenchOutboxArgs) -> anyhow::Result<()> {
         (Durability::Batch, args.records),
         (Durability::EveryRecord, args.every_record_records),
     ] {
-        let outbox = append_rate(&args.dir, durability, n, record)?;
-        let file = file_rate(&args.dir, durability, n, record)?;
+        let (outbox, file) = append_rates(&args.dir, durability, n, record)?;
         println!(
             "{:<14} {:>9} {:>12.0} {:>12.0} {:>7.2}",
             format!("{durability:?}"),
@@ -226,13 +225,14 @@ fn config(durability: Durability, max_bytes: u64) -> OutboxConfig {
 /// `--no-compression`, for every outbox the bench opens.
 static NO_COMPRESSION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Records per second into the outbox, including the final flush.
-fn append_rate(
+/// Records per second into the outbox, including the final flush, and appended to a plain file
+/// with the same fsync pattern: fsync per record, or every `flush_interval_ms`.
+fn append_rates(
     dir: &Path,
     durability: Durability,
     n: u64,
     records: &[Vec<u8>],
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     fresh(dir)?;
     let outbox = Outbox::open(&dir.join("outbox"), &config(durability, 1 << 40))?;
     let started = Instant::now();
@@ -240,16 +240,9 @@ fn append_rate(
         outbox.append("s", |_| records[i as usize % POOL].clone())?;
     }
     outbox.flush()?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
-}
+    let into_outbox = n as f64 / started.elapsed().as_secs_f64();
+    drop(outbox);
 
-/// Records per second appended to a plain file: fsync per record, or every `flush_interval_ms`.
-fn file_rate(
-    dir: &Path,
-    durability: Durability,
-    n: u64,
-    records: &[Vec<u8>],
-) -> anyhow::Result<f64> {
     fresh(dir)?;
     let mut f = std::fs::File::create(dir.join("plain.log"))?;
     let interval = Duration::from_millis(OutboxConfig::default().flush_interval_ms);
@@ -264,7 +257,7 @@ fn file_rate(
         }
     }
     f.sync_data()?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    Ok((into_outbox, n as f64 / started.elapsed().as_secs_f64()))
 }
 
 /// Fills an outbox, then times the uplink until it is empty; (records/s, seconds).

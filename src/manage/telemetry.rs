@@ -69,37 +69,7 @@ pub struct SensorTelemetry {
     /// Bad inputs skipped over the period.
     pub errors: u64,
     /// Counters since the start.
-    pub totals: Totals,
-}
-
-/// `SensorTotals`, serialisable.
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    /// Frames produced.
-    pub captured: u64,
-    /// Frames dropped by the overflow policy.
-    pub dropped: u64,
-    /// Frames that became a stored prediction.
-    pub inferred: u64,
-    /// Bad inputs skipped.
-    pub errors: u64,
-    /// Failed device (re)opens.
-    pub reconnects: u64,
-    /// Data lost inside the source.
-    pub overruns: u64,
-}
-
-impl From<SensorTotals> for Totals {
-    fn from(t: SensorTotals) -> Self {
-        Totals {
-            captured: t.captured,
-            dropped: t.dropped,
-            inferred: t.inferred,
-            errors: t.errors,
-            reconnects: t.reconnects,
-            overruns: t.overruns,
-        }
-    }
+    pub totals: SensorTotals,
 }
 
 /// What the previous message saw, to report rates over the period.
@@ -139,7 +109,7 @@ impl Sampler {
                         / 100.0,
                     dropped: t.dropped.saturating_sub(before.dropped),
                     errors: t.errors.saturating_sub(before.errors),
-                    totals: t.into(),
+                    totals: t,
                 },
             );
         }

@@ -12,7 +12,7 @@
 //! crashes the process cannot keep a device in a restart loop.
 
 use crate::config::ModelConfig;
-use crate::durable::{rename_durably, write_atomically};
+use crate::durable::{rename_durably, write_atomically, FileError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -108,12 +108,8 @@ pub struct ModelState {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// File system.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A `state.json` that does not parse.
     #[error("{}: {message}", path.display())]
     Damaged { path: PathBuf, message: String },
@@ -126,10 +122,8 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    let at = FileError::at(path);
+    move |source| StoreError::Io(at(source))
 }
 
 /// The installed versions of every model.
@@ -183,7 +177,7 @@ impl ModelStore {
                 message: e.to_string(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelState::default()),
-            Err(source) => Err(StoreError::Io { path, source }),
+            Err(source) => Err(FileError { path, source }.into()),
         }
     }
 

@@ -16,13 +16,7 @@ pub struct Postprocessor {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    Classify {
-        output: usize,
-        activation: Activation,
-        top_k: usize,
-        labels: Vec<String>,
-        threshold: f32,
-    },
+    Classify(Classifier),
     Detect(Detector),
     Raw {
         outputs: Vec<(usize, String)>,
@@ -81,13 +75,13 @@ impl Postprocessor {
                         None => 0,
                     };
                     let labels = read_labels(model, labels.as_deref())?;
-                    Kind::Classify {
+                    Kind::Classify(Classifier {
                         output,
                         activation: *activation,
                         top_k: *top_k,
                         labels,
                         threshold: *threshold,
-                    }
+                    })
                 }
                 PostprocessConfig::Detect(d) => {
                     let labels = read_labels(model, d.labels.as_deref())?;
@@ -123,48 +117,7 @@ impl Postprocessor {
     /// Builds the result from the model's outputs (graph order).
     pub fn apply(&self, outputs: &[Tensor]) -> Result<InferenceResult, PipelineError> {
         match &self.kind {
-            Kind::Classify {
-                output,
-                activation,
-                top_k,
-                labels,
-                threshold,
-            } => {
-                let tensor = outputs.get(*output).ok_or_else(|| {
-                    PipelineError::Frame(format!("model returned no output {output}"))
-                })?;
-                let mut scores = values_f32(tensor)?;
-                // A batch of one: classes are the last axis.
-                let classes = tensor.shape().last().copied().unwrap_or(1).max(1);
-                scores.truncate(classes);
-                activate(&mut scores, *activation);
-                let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
-                // Best first, ties by class index. Only the best `top_k` are put in order: a
-                // selection is linear, sorting a thousand classes is not.
-                let best_first =
-                    |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-                if *top_k < ranked.len() {
-                    if *top_k > 0 {
-                        ranked.select_nth_unstable_by(*top_k - 1, best_first);
-                    }
-                    ranked.truncate(*top_k);
-                }
-                ranked.sort_unstable_by(best_first);
-                let top = ranked
-                    .into_iter()
-                    .filter(|(_, s)| *s >= *threshold)
-                    .take(*top_k)
-                    .map(|(index, score)| ClassScore {
-                        label: labels
-                            .get(index)
-                            .cloned()
-                            .unwrap_or_else(|| index.to_string()),
-                        index,
-                        score,
-                    })
-                    .collect();
-                Ok(InferenceResult::Classes { top })
-            }
+            Kind::Classify(c) => c.apply(outputs),
             Kind::Detect(d) => Ok(InferenceResult::Boxes {
                 boxes: d.apply(outputs)?,
             }),
@@ -192,6 +145,59 @@ impl Postprocessor {
                 Ok(InferenceResult::Raw { outputs: result })
             }
         }
+    }
+}
+
+/// A classifier's post-processing: the `top_k` best classes of output `output` (graph order)
+/// after `activation`, those at or above `threshold`, named by `labels` (by index where it has
+/// none).
+#[derive(Debug, Clone)]
+struct Classifier {
+    output: usize,
+    activation: Activation,
+    top_k: usize,
+    labels: Vec<String>,
+    threshold: f32,
+}
+
+impl Classifier {
+    /// The best classes from the model's outputs (graph order).
+    fn apply(&self, outputs: &[Tensor]) -> Result<InferenceResult, PipelineError> {
+        let tensor = outputs.get(self.output).ok_or_else(|| {
+            PipelineError::Frame(format!("model returned no output {}", self.output))
+        })?;
+        let mut scores = values_f32(tensor)?;
+        // A batch of one: classes are the last axis.
+        let classes = tensor.shape().last().copied().unwrap_or(1).max(1);
+        scores.truncate(classes);
+        activate(&mut scores, self.activation);
+        let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
+        // Best first, ties by class index. Only the best `top_k` are put in order: a
+        // selection is linear, sorting a thousand classes is not.
+        let best_first =
+            |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if self.top_k < ranked.len() {
+            if self.top_k > 0 {
+                ranked.select_nth_unstable_by(self.top_k - 1, best_first);
+            }
+            ranked.truncate(self.top_k);
+        }
+        ranked.sort_unstable_by(best_first);
+        let top = ranked
+            .into_iter()
+            .filter(|(_, s)| *s >= self.threshold)
+            .take(self.top_k)
+            .map(|(index, score)| ClassScore {
+                label: self
+                    .labels
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_else(|| index.to_string()),
+                index,
+                score,
+            })
+            .collect();
+        Ok(InferenceResult::Classes { top })
     }
 }
 

@@ -13,7 +13,8 @@ pub struct SensorStats {
     pub inferred: AtomicU64,
     /// Frames or inputs that failed (bad file, bad line, inference error) and were skipped.
     pub errors: AtomicU64,
-    /// Failed attempts to open or reopen the sensor's device.
+    /// Times the device had to be opened again: each loss (a reopen cycle, even when the first
+    /// attempt succeeds) and each failed attempt to open or reopen it.
     pub reconnects: AtomicU64,
     /// Data lost inside the source before it became a frame (audio samples the callback could
     /// not buffer, serial bytes skipped to get back in step), in the source's own units.
@@ -40,8 +41,9 @@ impl SensorStats {
     }
 }
 
-/// A copy of a sensor's counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A copy of a sensor's counters at one moment (serialised as the `totals` of a sensor's
+/// telemetry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SensorTotals {
     /// Frames the sensor produced.
     pub captured: u64,
@@ -51,7 +53,7 @@ pub struct SensorTotals {
     pub inferred: u64,
     /// Bad inputs skipped.
     pub errors: u64,
-    /// Failed attempts to open or reopen the device.
+    /// Reopen cycles after a loss, and failed attempts to open or reopen the device.
     pub reconnects: u64,
     /// Data lost inside the source before it became a frame.
     pub overruns: u64,

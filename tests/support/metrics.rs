@@ -34,43 +34,41 @@ pub fn metric(port: u16, series: &str) -> Option<u64> {
     series_value(&try_http_get(port, "/metrics").ok()?, series)
 }
 
-/// One sensor's counters (`edgeinfer_sensor_*_total`) as served now by the daemon of device `t1`
-/// on `port`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SensorCounters {
-    pub captured: u64,
-    pub dropped: u64,
-    pub inferred: u64,
-    pub errors: u64,
-    pub reconnects: u64,
-    pub overruns: u64,
+/// One sensor's counters (`edgeinfer_sensor_*_total`), read with [`Scrape`].
+pub use edgeinfer::pipeline::SensorTotals as SensorCounters;
+
+/// Reads a sensor's counters as served now by the daemon of device `t1` on a port.
+pub trait Scrape: Sized {
+    /// The counters; panics if the endpoint does not answer or lacks the sensor.
+    fn scrape(port: u16, sensor: &str) -> Self;
+    /// The counters, or `None` while the endpoint is not up yet.
+    fn read(port: u16, sensor: &str) -> Option<Self>;
 }
 
-impl SensorCounters {
-    /// The counters; panics if the endpoint does not answer or lacks the sensor.
-    pub fn scrape(port: u16, sensor: &str) -> SensorCounters {
+impl Scrape for SensorCounters {
+    fn scrape(port: u16, sensor: &str) -> SensorCounters {
         let body = http_get(port, "/metrics");
-        SensorCounters::parse(&body, sensor).unwrap_or_else(|| panic!("no {sensor} in:\n{body}"))
+        parse(&body, sensor).unwrap_or_else(|| panic!("no {sensor} in:\n{body}"))
     }
 
-    /// The counters, or `None` while the endpoint is not up yet.
-    pub fn read(port: u16, sensor: &str) -> Option<SensorCounters> {
-        SensorCounters::parse(&try_http_get(port, "/metrics").ok()?, sensor)
+    fn read(port: u16, sensor: &str) -> Option<SensorCounters> {
+        parse(&try_http_get(port, "/metrics").ok()?, sensor)
     }
+}
 
-    fn parse(body: &str, sensor: &str) -> Option<SensorCounters> {
-        let get = |counter: &str| {
-            let series =
-                format!("edgeinfer_sensor_{counter}_total{{device=\"t1\",sensor=\"{sensor}\"}}");
-            series_value(body, &series)
-        };
-        Some(SensorCounters {
-            captured: get("captured")?,
-            dropped: get("dropped")?,
-            inferred: get("inferred")?,
-            errors: get("errors")?,
-            reconnects: get("reconnects")?,
-            overruns: get("overruns")?,
-        })
-    }
+/// A sensor's counters in a `/metrics` body.
+fn parse(body: &str, sensor: &str) -> Option<SensorCounters> {
+    let get = |counter: &str| {
+        let series =
+            format!("edgeinfer_sensor_{counter}_total{{device=\"t1\",sensor=\"{sensor}\"}}");
+        series_value(body, &series)
+    };
+    Some(SensorCounters {
+        captured: get("captured")?,
+        dropped: get("dropped")?,
+        inferred: get("inferred")?,
+        errors: get("errors")?,
+        reconnects: get("reconnects")?,
+        overruns: get("overruns")?,
+    })
 }

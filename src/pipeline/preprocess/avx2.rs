@@ -5,11 +5,9 @@
 //! horizontal pass uses fused multiply-adds (one rounding where the scalar code has two) and
 //! normalises with weights that include the scale (the scalar code scales the sum).
 
-use super::blocks::{by_source, by_taps, write_prefix, Blocks};
+use super::blocks::{Block, Blocks, OutRow, Rows};
 use crate::config::Layout;
 use std::arch::x86_64::*;
-use std::mem::MaybeUninit;
-use std::ops::Range;
 
 /// What a sum of `taps` taps starts from: each tap is rounded down, by half a unit on average.
 fn rounding(taps: usize) -> u16 {
@@ -18,18 +16,18 @@ fn rounding(taps: usize) -> u16 {
 
 /// Vertical pass, in 16-bit fixed point: `out[i] = (rounding + Σ_k ⌊v_k · 256 · weights[k] /
 /// 65536⌋) / 255`, where `v_k = src[(row0 + k) · stride + x0 + i]` and `weights` sum to
-/// [`FIXED_ONE`](super::blocks::FIXED_ONE). A sum of taps is at most `rounding + 255 · FIXED_ONE / 256` (each tap is `⌊v ·
-/// 256 · w / 65536⌋` with `v <= 255`): with `rounding <= 255` it fits in a 16-bit lane. Against
-/// the scalar pass's f32 weights the values are off by at most
-/// `(taps / 2 + 1) / 255` of a level (rounding of the weights and of each tap): about 0.01 for
-/// the usual 2 to 6 taps.
+/// [`FIXED_ONE`](super::blocks::FIXED_ONE) (all of them `rows`' fields). A sum of taps is at
+/// most `rounding + 255 · FIXED_ONE / 256` (each tap is `⌊v · 256 · w / 65536⌋` with `v <=
+/// 255`): with `rounding <= 255` it fits in a 16-bit lane. Against the scalar pass's f32 weights
+/// the values are off by at most `(taps / 2 + 1) / 255` of a level (rounding of the weights and
+/// of each tap): about 0.01 for the usual 2 to 6 taps.
 ///
 /// 32 values at a time, then 16, then one at a time: each byte goes into the high half of a
 /// 16-bit lane (`v · 256`), and one high-half multiply and one add per lane and row take the
 /// tap, twice as many lanes per instruction as with f32.
 ///
-/// It also prefetches the same columns of the source rows `prefetch` (rows a later output row
-/// reads first), one cache line per row every 64 bytes of its own progress. Spread like this
+/// It also prefetches the same columns of the source rows `rows.prefetch` (rows a later output
+/// row reads first), one cache line per row every 64 bytes of its own progress. Spread like this
 /// the fetches overlap the arithmetic; a burst of them at the start of a row would fill the
 /// core's miss buffers and stall it. A frame comes from memory, not from the caches, whenever
 /// inference ran since it was last read, and its rows are too short for the hardware
@@ -38,48 +36,65 @@ fn rounding(taps: usize) -> u16 {
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn vertical(
-    src: &[u8],
-    stride: usize,
-    row0: usize,
-    weights: &[u16],
-    x0: usize,
-    out: &mut [f32],
-    prefetch: Range<usize>,
-) {
-    let n = out.len();
-    if weights.is_empty() {
-        out.fill(0.0);
-        return;
-    }
-    // Every row read or prefetched lies in `src`: the pointer arithmetic below stays inside it.
-    assert!((row0 + weights.len() - 1) * stride + x0 + n <= src.len());
-    assert!(prefetch.is_empty() || (prefetch.end - 1) * stride + x0 + n <= src.len());
-    let base = src[row0 * stride + x0..].as_ptr();
-    let ahead = src.as_ptr();
+pub(super) unsafe fn vertical(rows: &Rows, out: &mut [f32]) {
+    let Some(base) = rows.start(out) else { return };
+    let (n, stride, weights) = (out.len(), rows.stride, rows.weights);
+    let ahead = rows.src.as_ptr();
     let dst = out.as_mut_ptr();
-    let zero = _mm256_setzero_si256();
     let round = _mm256_set1_epi16(rounding(weights.len()) as i16);
     let unit = _mm256_set1_ps(1.0 / 255.0);
     // The 8 sums of a 128-bit half, as f32.
     let to_f32 = |v: __m128i| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(v)), unit);
     let mut i = 0;
-    while i + 32 <= n {
-        if i % 64 == 0 {
-            for r in prefetch.clone() {
-                // SAFETY: row `r` is in `src` (asserted above) and `i < n`.
-                _mm_prefetch::<_MM_HINT_T0>(unsafe { ahead.add(r * stride + x0 + i) } as *const i8);
+    // The taps' sums of the bytes from `i` in 16-bit lanes, with the intrinsics of one vector
+    // width (32 or 16 bytes): bytes 0-7 (and 16-23) in the first vector, 8-15 (and 24-31) in
+    // the second, as the unpacks work per 128-bit half.
+    macro_rules! sum_taps {
+        (256) => {
+            sum_taps!(
+                round,
+                _mm256_setzero_si256,
+                _mm256_loadu_si256 as __m256i,
+                _mm256_set1_epi16,
+                _mm256_unpacklo_epi8,
+                _mm256_unpackhi_epi8,
+                _mm256_mulhi_epu16,
+                _mm256_add_epi16
+            )
+        };
+        (128) => {
+            sum_taps!(
+                _mm256_castsi256_si128(round),
+                _mm_setzero_si128,
+                _mm_loadu_si128 as __m128i,
+                _mm_set1_epi16,
+                _mm_unpacklo_epi8,
+                _mm_unpackhi_epi8,
+                _mm_mulhi_epu16,
+                _mm_add_epi16
+            )
+        };
+        ($round:expr, $zero:ident, $load:ident as $v:ty, $set1:ident, $unpacklo:ident,
+            $unpackhi:ident, $mulhi:ident, $add:ident) => {{
+            let zero = $zero();
+            let (mut lo, mut hi) = ($round, $round);
+            for (k, &w) in weights.iter().enumerate() {
+                let w = $set1(w as i16);
+                // SAFETY: row `row0 + k` is in `src` (checked by `start`), and so are the
+                // vector's bytes from `i` (`i + 32 <= n`, or `i + 16 <= n`).
+                let v = unsafe { $load(base.add(k * stride + i) as *const $v) };
+                lo = $add(lo, $mulhi($unpacklo(zero, v), w));
+                hi = $add(hi, $mulhi($unpackhi(zero, v), w));
             }
-        }
-        // Bytes 0-7 and 16-23 in `lo`, 8-15 and 24-31 in `hi` (the unpacks work per half).
-        let (mut lo, mut hi) = (round, round);
-        for (k, &w) in weights.iter().enumerate() {
-            let w = _mm256_set1_epi16(w as i16);
-            // SAFETY: row `row0 + k` is in `src` (asserted above) and `i + 32 <= n`.
-            let v = unsafe { _mm256_loadu_si256(base.add(k * stride + i) as *const __m256i) };
-            lo = _mm256_add_epi16(lo, _mm256_mulhi_epu16(_mm256_unpacklo_epi8(zero, v), w));
-            hi = _mm256_add_epi16(hi, _mm256_mulhi_epu16(_mm256_unpackhi_epi8(zero, v), w));
-        }
+            (lo, hi)
+        }};
+    }
+    while i + 32 <= n {
+        rows.prefetch(i, |at| {
+            // SAFETY: `at` is in `src` (see `Rows::prefetch`).
+            _mm_prefetch::<_MM_HINT_T0>(unsafe { ahead.add(at) } as *const i8)
+        });
+        let (lo, hi) = sum_taps!(256);
         // SAFETY: `i + 32 <= n = out.len()`.
         unsafe {
             _mm256_storeu_ps(dst.add(i), to_f32(_mm256_castsi256_si128(lo)));
@@ -90,15 +105,7 @@ pub(super) unsafe fn vertical(
         i += 32;
     }
     if i + 16 <= n {
-        let (zero, round) = (_mm_setzero_si128(), _mm256_castsi256_si128(round));
-        let (mut lo, mut hi) = (round, round);
-        for (k, &w) in weights.iter().enumerate() {
-            let w = _mm_set1_epi16(w as i16);
-            // SAFETY: row `row0 + k` is in `src` (asserted above) and `i + 16 <= n`.
-            let v = unsafe { _mm_loadu_si128(base.add(k * stride + i) as *const __m128i) };
-            lo = _mm_add_epi16(lo, _mm_mulhi_epu16(_mm_unpacklo_epi8(zero, v), w));
-            hi = _mm_add_epi16(hi, _mm_mulhi_epu16(_mm_unpackhi_epi8(zero, v), w));
-        }
+        let (lo, hi) = sum_taps!(128);
         // SAFETY: `i + 16 <= n = out.len()`.
         unsafe {
             _mm256_storeu_ps(dst.add(i), to_f32(lo));
@@ -111,15 +118,15 @@ pub(super) unsafe fn vertical(
             .iter()
             .enumerate()
             .fold(rounding(weights.len()), |sum, (k, &w)| {
-                let v = u32::from(src[(row0 + k) * stride + x0 + j]) << 8;
+                let v = u32::from(rows.value(k, j)) << 8;
                 sum + ((v * u32::from(w)) >> 16) as u16
             });
         *o = f32::from(sum) * (1.0 / 255.0);
     }
 }
 
-/// Horizontal pass, normalisation and layout: writes output row `y` of `out` (`width` pixels per
-/// row, three planes or interleaved) from the vertical pass's `columns`.
+/// Horizontal pass, normalisation and layout: writes the output row `to` (three planes or
+/// interleaved) from the vertical pass's `columns`, with `TAPS` taps (`blocks.taps` when 0).
 ///
 /// Output pixel `x`, source channel `c`, is `bias_c + Σ_j w_j · s_c · columns[3 · (starts[x] +
 /// j) + c]`: the normalising scale `s_c` is folded into the weights (see [`Blocks`]). Eight
@@ -132,53 +139,27 @@ pub(super) unsafe fn vertical(
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn horizontal(
+pub(super) unsafe fn horizontal<const TAPS: usize>(
     columns: &[f32],
     blocks: &Blocks,
-    layout: Layout,
-    out: &mut [MaybeUninit<f32>],
-    y: usize,
-    width: usize,
-) {
-    let f = by_taps!(horizontal_taps, blocks.taps);
-    f(columns, blocks, layout, out, y, width)
-}
-
-/// [`horizontal`] with `TAPS` taps (`blocks.taps` when `TAPS` is 0).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn horizontal_taps<const TAPS: usize>(
-    columns: &[f32],
-    blocks: &Blocks,
-    layout: Layout,
-    out: &mut [MaybeUninit<f32>],
-    y: usize,
-    width: usize,
+    mut to: OutRow,
 ) {
     let taps = if TAPS > 0 { TAPS } else { blocks.taps };
-    let (count, plane) = blocks.check(taps, columns.len(), out.len(), y, width);
+    let (count, planes) = to.check(blocks, taps, columns.len());
     // SAFETY: 8 values.
     let bias = unsafe { _mm256_loadu_ps(blocks.bias.as_ptr()) };
     let order = blocks.order;
-    // Where each source channel's plane starts.
-    let planes = by_source(order, [0, plane, 2 * plane]);
     let (o0, o1, o2) = (order[0] as i32, order[1] as i32, order[2] as i32);
     let pack = _mm256_setr_epi32(o0, o1, o2, 3, 4 + o0, 4 + o1, 4 + o2, 7);
-    let dst = out.as_mut_ptr() as *mut f32;
+    let (y, width) = (to.y, to.width);
+    let dst = to.out.as_mut_ptr() as *mut f32;
     for b in 0..count {
         let x = 8 * b;
         // SAFETY: `starts` and `weights` hold block `b` (checked above), and every start
         // reads within `reach <= columns.len()`.
-        let sums = unsafe {
-            block::<TAPS>(
-                columns.as_ptr(),
-                &blocks.starts[8 * b..][..8],
-                blocks.weights[32 * taps * b..].as_ptr(),
-                taps,
-                bias,
-            )
-        };
+        let sums = unsafe { block::<TAPS>(blocks.block(columns, b, taps), bias) };
         let last = b + 1 == count;
-        match layout {
+        match to.layout {
             Layout::Nchw => {
                 let [c0, c1, c2] = planar(sums);
                 if !last {
@@ -197,9 +178,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
                         _mm256_storeu_ps(tail[1].as_mut_ptr(), c1);
                         _mm256_storeu_ps(tail[2].as_mut_ptr(), c2);
                     }
-                    for (c, values) in tail.iter().enumerate() {
-                        write_prefix(&mut out[planes[c] + y * width + x..][..width - x], values);
-                    }
+                    to.last_planes(planes, x, &tail);
                 }
             }
             Layout::Nhwc => {
@@ -213,7 +192,7 @@ unsafe fn horizontal_taps<const TAPS: usize>(
                     let mut tail = [0f32; 25];
                     // SAFETY: `tail` holds the 25 values written.
                     unsafe { interleaved(sums, tail.as_mut_ptr()) };
-                    write_prefix(&mut out[3 * (y * width + x)..][..3 * (width - x)], &tail);
+                    to.last_pixels(x, &tail);
                 }
             }
         }
@@ -221,25 +200,19 @@ unsafe fn horizontal_taps<const TAPS: usize>(
 }
 
 /// The sums of one block of 8 pixels: `[RGB0 0 | RGB4 0]`, `[RGB1 0 | RGB5 0]`, `[RGB2 0 |
-/// RGB6 0]`, `[RGB3 0 | RGB7 0]` (source channel order).
+/// RGB6 0]`, `[RGB3 0 | RGB7 0]` (source channel order), with `TAPS` taps (`at.taps` when 0).
 ///
 /// # Safety
-/// AVX2 and FMA must be available; `weights` holds `32 · taps` values, and `columns` holds the
-/// values from `3 · start` to `3 · (start + taps) + 1` for each of the 8 `starts`.
+/// AVX2 and FMA must be available; `at.weights` holds `32 · taps` values, and `at.columns` holds
+/// the values from `3 · start` to `3 · (start + taps) + 1` for each of the 8 `at.starts`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block<const TAPS: usize>(
-    columns: *const f32,
-    starts: &[usize],
-    weights: *const f32,
-    taps: usize,
-    bias: __m256,
-) -> [__m256; 4] {
-    let taps = if TAPS > 0 { TAPS } else { taps };
-    let mut w = weights;
+unsafe fn block<const TAPS: usize>(at: Block, bias: __m256) -> [__m256; 4] {
+    let taps = if TAPS > 0 { TAPS } else { at.taps };
+    let (columns, mut w) = (at.columns, at.weights);
     let mut sums = [_mm256_setzero_ps(); 4];
     for (q, sum) in sums.iter_mut().enumerate() {
-        let (a, b) = (3 * starts[2 * q], 3 * starts[2 * q + 1]);
+        let (a, b) = at.pair(q);
         // Two chains (even and odd taps), so that each is half as long.
         let mut acc = [bias, _mm256_setzero_ps()];
         for j in 0..taps {

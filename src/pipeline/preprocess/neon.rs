@@ -5,15 +5,13 @@
 //! fixed-point weights but sums exactly (see [`vertical`]); the horizontal pass uses fused
 //! multiply-adds and normalises with weights that include the scale.
 
-use super::blocks::{by_source, by_taps, write_prefix, Blocks, FIXED_ONE};
+use super::blocks::{Block, Blocks, OutRow, Rows, FIXED_ONE};
 use crate::config::Layout;
 use std::arch::aarch64::*;
-use std::mem::MaybeUninit;
-use std::ops::Range;
 
 /// Vertical pass: `out[i] = Σ_k v_k · weights[k] / FIXED_ONE`, where `v_k = src[(row0 + k) ·
-/// stride + x0 + i]` and `weights` sum to [`FIXED_ONE`] (so `out[i]` is in 0..=255, as the scalar
-/// pass's).
+/// stride + x0 + i]` and `weights` sum to [`FIXED_ONE`] (all of them `rows`' fields; so `out[i]`
+/// is in 0..=255, as the scalar pass's).
 ///
 /// 16 values at a time, then one at a time: the bytes are widened to 16 bits and multiplied by
 /// the weight into 32-bit lanes with a widening multiply-accumulate. The sum is exact (it is at
@@ -22,43 +20,23 @@ use std::ops::Range;
 /// 512` of a level (each running sum of the weights is rounded to a unit, see
 /// `Axis::fixed_point`), well inside the `(taps / 2 + 1) / 255` of the AVX2 kernel.
 ///
-/// It also prefetches the same columns of the source rows `prefetch` (rows a later output row
-/// reads first), one cache line per row every 64 bytes of its own progress, as the AVX2 kernel
-/// does and for the same reason: a frame's rows are too short for a hardware prefetcher to
-/// follow, and the frame comes from memory whenever inference ran since it was last read.
-///
+/// It also prefetches the same columns of the source rows `rows.prefetch` (rows a later output
+/// row reads first), one cache line per row every 64 bytes of its own progress, as the AVX2
+/// kernel does and for the same reason: a frame's rows are too short for a hardware prefetcher
+/// to follow, and the frame comes from memory whenever inference ran since it was last read.
 #[target_feature(enable = "neon")]
-pub(super) fn vertical(
-    src: &[u8],
-    stride: usize,
-    row0: usize,
-    weights: &[u16],
-    x0: usize,
-    out: &mut [f32],
-    prefetch: Range<usize>,
-) {
-    let n = out.len();
-    if weights.is_empty() {
-        out.fill(0.0);
-        return;
-    }
-    // Every row read or prefetched lies in `src`: the pointer arithmetic below stays inside it.
-    assert!((row0 + weights.len() - 1) * stride + x0 + n <= src.len());
-    assert!(prefetch.is_empty() || (prefetch.end - 1) * stride + x0 + n <= src.len());
-    let base = src[row0 * stride + x0..].as_ptr();
-    let ahead = src.as_ptr();
+pub(super) fn vertical(rows: &Rows, out: &mut [f32]) {
+    let Some(base) = rows.start(out) else { return };
+    let (n, stride, weights) = (out.len(), rows.stride, rows.weights);
+    let ahead = rows.src.as_ptr();
     let dst = out.as_mut_ptr();
     let unit = 1.0 / f32::from(FIXED_ONE);
     let mut i = 0;
     while i + 16 <= n {
-        if i % 64 == 0 {
-            for r in prefetch.clone() {
-                prefetch_line(ahead.wrapping_add(r * stride + x0 + i));
-            }
-        }
+        rows.prefetch(i, |at| prefetch_line(ahead.wrapping_add(at)));
         let mut acc = [vdupq_n_u32(0); 4];
         for (k, &w) in weights.iter().enumerate() {
-            // SAFETY: row `row0 + k` is in `src` (asserted above) and `i + 16 <= n`.
+            // SAFETY: row `row0 + k` is in `src` (checked by `start`) and `i + 16 <= n`.
             let v = unsafe { vld1q_u8(base.add(k * stride + i)) };
             let (lo, hi) = (vmovl_u8(vget_low_u8(v)), vmovl_high_u8(v));
             let w4 = vdup_n_u16(w);
@@ -78,7 +56,7 @@ pub(super) fn vertical(
         let sum: u32 = weights
             .iter()
             .enumerate()
-            .map(|(k, &w)| u32::from(src[(row0 + k) * stride + x0 + j]) * u32::from(w))
+            .map(|(k, &w)| u32::from(rows.value(k, j)) * u32::from(w))
             .sum();
         *o = sum as f32 * unit;
     }
@@ -97,8 +75,8 @@ fn prefetch_line(at: *const u8) {
     };
 }
 
-/// Horizontal pass, normalisation and layout: writes output row `y` of `out` (`width` pixels per
-/// row, three planes or interleaved) from the vertical pass's `columns`.
+/// Horizontal pass, normalisation and layout: writes the output row `to` (three planes or
+/// interleaved) from the vertical pass's `columns`, with `TAPS` taps (`blocks.taps` when 0).
 ///
 /// Output pixel `x`, source channel `c`, is `bias_c + Σ_j w_j · s_c · columns[3 · (starts[x] +
 /// j) + c]`, with the normalising scale `s_c` folded into the weights (see [`Blocks`]). Eight
@@ -108,56 +86,26 @@ fn prefetch_line(at: *const u8) {
 /// channel order, interleaved by one `st3`. The row's last block goes through a buffer, so that
 /// nothing is written past the row's pixels.
 #[target_feature(enable = "neon")]
-pub(super) fn horizontal(
-    columns: &[f32],
-    blocks: &Blocks,
-    layout: Layout,
-    out: &mut [MaybeUninit<f32>],
-    y: usize,
-    width: usize,
-) {
-    let f = by_taps!(horizontal_taps, blocks.taps);
-    f(columns, blocks, layout, out, y, width)
-}
-
-/// [`horizontal`] with `TAPS` taps (`blocks.taps` when `TAPS` is 0).
-#[target_feature(enable = "neon")]
-fn horizontal_taps<const TAPS: usize>(
-    columns: &[f32],
-    blocks: &Blocks,
-    layout: Layout,
-    out: &mut [MaybeUninit<f32>],
-    y: usize,
-    width: usize,
-) {
+pub(super) fn horizontal<const TAPS: usize>(columns: &[f32], blocks: &Blocks, mut to: OutRow) {
     let taps = if TAPS > 0 { TAPS } else { blocks.taps };
-    let (count, plane) = blocks.check(taps, columns.len(), out.len(), y, width);
+    let (count, planes) = to.check(blocks, taps, columns.len());
     // SAFETY: 4 values.
     let bias = unsafe { vld1q_f32(blocks.bias.as_ptr()) };
     let order = blocks.order;
-    // Where each source channel's plane starts.
-    let planes = by_source(order, [0, plane, 2 * plane]);
-    let dst = out.as_mut_ptr() as *mut f32;
+    let (y, width) = (to.y, to.width);
+    let dst = to.out.as_mut_ptr() as *mut f32;
     for b in 0..count {
         let x = 8 * b;
         // SAFETY: `starts` and `weights` hold block `b` (checked above), and every start
         // reads within `reach <= columns.len()`.
-        let pixels = unsafe {
-            block::<TAPS>(
-                columns.as_ptr(),
-                &blocks.starts[8 * b..][..8],
-                blocks.weights[32 * taps * b..].as_ptr(),
-                taps,
-                bias,
-            )
-        };
+        let pixels = unsafe { block::<TAPS>(blocks.block(columns, b, taps), bias) };
         // Per half block, one vector per source channel.
         let halves = [
             planar([pixels[0], pixels[1], pixels[2], pixels[3]]),
             planar([pixels[4], pixels[5], pixels[6], pixels[7]]),
         ];
         let last = b + 1 == count;
-        match layout {
+        match to.layout {
             Layout::Nchw => {
                 let mut tail = [[0f32; 8]; 3];
                 for (h, channels) in halves.iter().enumerate() {
@@ -172,9 +120,7 @@ fn horizontal_taps<const TAPS: usize>(
                     }
                 }
                 if last {
-                    for (c, values) in tail.iter().enumerate() {
-                        write_prefix(&mut out[planes[c] + y * width + x..][..width - x], values);
-                    }
+                    to.last_planes(planes, x, &tail);
                 }
             }
             Layout::Nhwc => {
@@ -191,34 +137,29 @@ fn horizontal_taps<const TAPS: usize>(
                     }
                 }
                 if last {
-                    write_prefix(&mut out[3 * (y * width + x)..][..3 * (width - x)], &tail);
+                    to.last_pixels(x, &tail);
                 }
             }
         }
     }
 }
 
-/// The sums of one block of 8 pixels, one vector `[RGB 0]` (source channel order) per pixel.
+/// The sums of one block of 8 pixels, one vector `[RGB 0]` (source channel order) per pixel,
+/// with `TAPS` taps (`at.taps` when 0).
 ///
 /// # Safety
-/// `weights` holds `32 · taps` values, and `columns` holds the values from `3 · start` to `3 ·
-/// (start + taps) + 1` for each of the 8 `starts`.
+/// `at.weights` holds `32 · taps` values, and `at.columns` holds the values from `3 · start` to
+/// `3 · (start + taps) + 1` for each of the 8 `at.starts`.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn block<const TAPS: usize>(
-    columns: *const f32,
-    starts: &[usize],
-    weights: *const f32,
-    taps: usize,
-    bias: float32x4_t,
-) -> [float32x4_t; 8] {
-    let taps = if TAPS > 0 { TAPS } else { taps };
+unsafe fn block<const TAPS: usize>(at: Block, bias: float32x4_t) -> [float32x4_t; 8] {
+    let taps = if TAPS > 0 { TAPS } else { at.taps };
     let zero = vdupq_n_f32(0.0);
-    let mut w = weights;
+    let (columns, mut w) = (at.columns, at.weights);
     let mut pixels = [zero; 8];
     for q in 0..4 {
         // The pair `(q, q + 4)` of the block (see `Blocks`).
-        let (a, b) = (3 * starts[2 * q], 3 * starts[2 * q + 1]);
+        let (a, b) = at.pair(q);
         // Two chains per pixel (even and odd taps), so that each is half as long.
         let (mut sa, mut sb) = ([bias, zero], [bias, zero]);
         for j in 0..taps {

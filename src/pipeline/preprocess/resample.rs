@@ -9,7 +9,7 @@
 //! is a few rows of the source and two short f32 rows.
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-use super::blocks::{Blocks, FIXED_ONE};
+use super::blocks::{by_taps, Blocks, OutRow, Rows, FIXED_ONE};
 use super::weights::Axis;
 use super::Norm;
 use crate::config::Layout;
@@ -18,8 +18,10 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Weight tables and row buffers, kept from frame to frame.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Resampler {
+    /// The kernels it runs: the fastest this machine has (tests pick others).
+    kernels: Kernels,
     /// Tables for the last frame's geometry.
     plan: Option<Plan>,
     /// The vertical pass's output: the window's columns, interleaved RGB, then zero padding that
@@ -135,33 +137,22 @@ impl Kernels {
     }
 }
 
+impl Default for Resampler {
+    fn default() -> Self {
+        Resampler {
+            kernels: Kernels::detect(),
+            plan: None,
+            columns: Vec::new(),
+            row: Vec::new(),
+        }
+    }
+}
+
 impl Resampler {
     /// Resamples the `[left, top, width, height]` window of `img` (inside the image, not empty)
     /// to `width × height`, normalises, and writes every value of `out` in `layout`.
     pub fn run(
         &mut self,
-        img: &RgbImage,
-        window: [f64; 4],
-        (width, height): (u32, u32),
-        norm: &Norm,
-        layout: Layout,
-        out: &mut [MaybeUninit<f32>],
-    ) {
-        self.run_with(
-            Kernels::detect(),
-            img,
-            window,
-            (width, height),
-            norm,
-            layout,
-            out,
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run_with(
-        &mut self,
-        kernels: Kernels,
         img: &RgbImage,
         window: [f64; 4],
         (width, height): (u32, u32),
@@ -198,7 +189,32 @@ impl Resampler {
             let row0 = plan.source_rows(y).start;
             let columns = &mut self.columns[..n];
             let row = &mut self.row;
-            match kernels {
+            // Row `y` through the SIMD kernels of module `$simd` (`avx2` or `neon`): the vertical
+            // pass into `columns`, then the horizontal one into `out`, unrolled for the common
+            // tap counts (see `by_taps`).
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            macro_rules! simd_row {
+                ($simd:ident) => {{
+                    let rows = Rows {
+                        src,
+                        stride,
+                        row0,
+                        weights: plan.fixed_row_weights(y),
+                        x0,
+                        prefetch: plan.rows_ahead(y, &mut fetched),
+                    };
+                    super::$simd::vertical(&rows, columns);
+                    let to = OutRow {
+                        out: &mut *out,
+                        layout,
+                        y,
+                        width,
+                    };
+                    let horizontal = by_taps!(super::$simd::horizontal, plan.blocks.taps);
+                    horizontal(&self.columns, &plan.blocks, to);
+                }};
+            }
+            match self.kernels {
                 Kernels::Scalar => {
                     vertical(src, stride, row0, plan.rows.of(y), x0, columns);
                     horizontal(&self.columns, &plan.cols, norm.order, row);
@@ -210,21 +226,11 @@ impl Resampler {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Kernels::detect` found AVX2 and FMA (tests pick these kernels only
                 // where it does). The kernels check the lengths they rely on.
-                Kernels::Avx2 => unsafe {
-                    let prefetch = plan.rows_ahead(y, &mut fetched);
-                    let weights = plan.fixed_row_weights(y);
-                    super::avx2::vertical(src, stride, row0, weights, x0, columns, prefetch);
-                    super::avx2::horizontal(&self.columns, &plan.blocks, layout, out, y, width);
-                },
+                Kernels::Avx2 => unsafe { simd_row!(avx2) },
                 #[cfg(target_arch = "aarch64")]
                 // SAFETY: every aarch64 core has NEON. The kernels check the lengths they rely
                 // on.
-                Kernels::Neon => unsafe {
-                    let prefetch = plan.rows_ahead(y, &mut fetched);
-                    let weights = plan.fixed_row_weights(y);
-                    super::neon::vertical(src, stride, row0, weights, x0, columns, prefetch);
-                    super::neon::horizontal(&self.columns, &plan.blocks, layout, out, y, width);
-                },
+                Kernels::Neon => unsafe { simd_row!(neon) },
             }
         }
     }
@@ -300,8 +306,10 @@ mod tests {
             bias: order.map(|c| -cfg.mean[c] / cfg.std[c]),
         };
         let mut out = vec![MaybeUninit::new(f32::NAN); 3 * (w * h) as usize];
-        r.unwrap_or(&mut Resampler::default()).run_with(
-            kernels,
+        let mut fresh = Resampler::default();
+        let r = r.unwrap_or(&mut fresh);
+        r.kernels = kernels;
+        r.run(
             img,
             crop_window(img, cfg),
             (w, h),
