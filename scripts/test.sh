@@ -8,8 +8,10 @@
 # fault tests put a broker in a network namespace of its own, which also takes root), and Python
 # with the packages in scripts/requirements.txt (onnxruntime is the reference the tests compare
 # against, and its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
-# Extra arguments go to `cargo test`. Without any, the ARM tests follow (scripts/test-arm.sh:
-# cross builds, qemu-user and full-system emulation), or a line saying why they were skipped.
+# Extra arguments go to `cargo test`. Without any, the device tests on real kernel drivers follow
+# (scripts/vm-test.sh: vivid and snd-aloop in an emulated machine), then the ARM tests
+# (scripts/test-arm.sh: cross builds, qemu-user and full-system emulation), each or a line saying
+# why it was skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +43,16 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
 fi
 cargo test --release --features ort "$@"
 
-# The whole suite (no arguments) also runs the ARM builds under emulation, where this machine can.
+# The whole suite (no arguments) also runs the device tests against real kernel drivers in an
+# emulated machine, and the ARM builds under emulation, where this machine can.
 if [ $# -eq 0 ]; then
+  vm_missing=$(scripts/vm-test.sh --missing)
+  if [ -n "$vm_missing" ]; then
+    echo "skipped the device tests on real drivers (scripts/vm-test.sh): missing" >&2
+    echo "  $vm_missing" >&2
+  else
+    scripts/vm-test.sh
+  fi
   arm_missing=$(PYTHON=${PYTHON:-python3} scripts/test-arm.sh --missing)
   if [ -n "$arm_missing" ]; then
     echo "skipped the ARM tests (scripts/test-arm.sh): missing" >&2

@@ -152,7 +152,7 @@ fn sensor_families(e: &mut Exposition, s: &Sources) {
         }),
         (
             "reconnects",
-            "Failed attempts to open or reopen the device.",
+            "Reopen cycles after a loss, and failed attempts to open or reopen the device.",
             |t| t.reconnects,
         ),
         (

@@ -148,6 +148,7 @@ fn every_sensor_type_has_an_example_config_that_check_config_accepts() {
     let all = [
         "audio",
         "camera",
+        "command",
         "image_replay",
         "line_replay",
         "recording",

@@ -29,9 +29,10 @@ pub use onnxruntime::OnnxRuntimeConfig;
 pub use outbox::{Durability, OutboxConfig, WhenFull};
 pub use remote::{decode_public_key, OtaConfig, RemoteConfig};
 pub use sensors::{
-    AudioConfig, CameraConfig, FlowControl, ImageReplayConfig, LengthPrefix, LineReplayConfig,
-    Overflow, Parity, PixelFormat, Priority, QueueConfig, RecordingConfig, SampleType,
-    SensorConfig, SerialConfig, SerialFraming, SourceConfig, Timing, WavReplayConfig,
+    AudioConfig, CameraConfig, CommandConfig, FlowControl, ImageReplayConfig, LengthPrefix,
+    LineReplayConfig, Overflow, Parity, PixelFormat, Priority, QueueConfig, RecordingConfig,
+    SampleType, SensorConfig, SerialConfig, SerialFraming, SourceConfig, StreamFormat, Timing,
+    WavReplayConfig,
 };
 
 use std::collections::HashSet;

@@ -79,6 +79,8 @@ pub fn run_capture(
                 continue;
             }
             Err(SensorError::Lost(e)) => {
+                // A reopen cycle: counted whether the first attempt succeeds or not.
+                SensorStats::bump(&port.stats.reconnects);
                 warn!(sensor = %sensor, error = %e, "Sensor lost; reconnecting");
                 if !connect(&sensor, source.as_mut(), &port, &shutdown, true) {
                     break;

@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod camera;
 mod capture;
+pub mod command;
 pub mod recording;
 pub mod replay;
 mod running;
@@ -90,6 +91,7 @@ pub fn open(source: &SourceConfig) -> Result<(Box<dyn FrameSource>, CaptureSetti
             Box::new(replay::LineReplay::open(&c.path, c.header, c.delimiter)?)
         }
         SourceConfig::Camera(c) => Box::new(camera::CameraSource::new(c.clone())),
+        SourceConfig::Command(c) => Box::new(command::CommandSource::new(c.clone())),
         SourceConfig::Audio(c) => Box::new(audio::AudioSource::new(c.clone())),
         SourceConfig::Serial(c) => Box::new(serial::SerialSource::new(c.clone())),
         SourceConfig::Recording(c) => Box::new(recording::RecordingSource::open(&c.path)?),

@@ -6,6 +6,7 @@
 
 mod audio;
 mod camera;
+mod command;
 mod image_replay;
 mod kind;
 mod line_replay;
@@ -15,6 +16,7 @@ mod wav_replay;
 
 pub use audio::AudioConfig;
 pub use camera::{CameraConfig, PixelFormat};
+pub use command::{CommandConfig, StreamFormat};
 pub use image_replay::ImageReplayConfig;
 pub use kind::{SensorFacts, SensorKind};
 pub use line_replay::LineReplayConfig;
@@ -151,6 +153,8 @@ sensor_kinds! {
     LineReplay(LineReplayConfig),
     /// `type = "camera"`: a V4L2 camera.
     Camera(CameraConfig),
+    /// `type = "command"`: frames a program writes to its standard output.
+    Command(CommandConfig),
     /// `type = "audio"`: an audio input through ALSA.
     Audio(AudioConfig),
     /// `type = "serial"`: records read from a serial port.

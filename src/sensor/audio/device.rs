@@ -6,6 +6,7 @@
 
 use super::convert::ToUnit;
 use super::stream_config::{choose_config, Request};
+use super::xrun::CaptureClock;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{Device, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfigRange};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,8 +73,13 @@ pub struct CaptureStream {
 /// State the callbacks share with the sensor thread.
 #[derive(Default)]
 struct Shared {
-    /// Frames dropped because the ring was full.
+    /// Frames lost before they reached the sensor: the ring was full, or the device's buffer
+    /// overflowed (an xrun).
     dropped: AtomicU64,
+    /// Set by the error callback on an xrun, taken by the next data callback.
+    xrun: AtomicBool,
+    /// Xruns since the last call of `take_xruns`.
+    xruns: AtomicU64,
     /// Set by the error callback: the stream is dead.
     failed: AtomicBool,
     /// The error callback's message.
@@ -151,12 +157,18 @@ impl CaptureStream {
         }
     }
 
-    /// Frames dropped because the ring was full, since the last call.
+    /// Frames lost (the ring was full, or an xrun), since the last call.
     pub fn take_dropped(&self) -> u64 {
         self.shared.dropped.swap(0, Ordering::Relaxed)
     }
 
-    /// The stream's error, once cpal has reported one (the device went away).
+    /// Xruns the stream recovered from, since the last call.
+    pub fn take_xruns(&self) -> u64 {
+        self.shared.xruns.swap(0, Ordering::Relaxed)
+    }
+
+    /// The stream's error, once cpal has reported one it cannot go on from (the device went
+    /// away). Xruns are not failures: cpal restarts the stream, and the loss is counted.
     pub fn failure(&self) -> Option<String> {
         if !self.shared.failed.load(Ordering::Acquire) {
             return None;
@@ -241,7 +253,8 @@ fn start(request: &Request, shared: Arc<Shared>) -> Result<Started, DeviceError>
 }
 
 /// Builds the input stream. The data callback neither blocks nor allocates: it converts the
-/// whole frames that fit into the ring and counts the frames that do not (dropped: newest first).
+/// whole frames that fit into the ring and counts the frames that do not (dropped: newest first),
+/// and after an xrun the frames the device lost (see [`CaptureClock`]).
 fn build<T: SizedSample + ToUnit + Send + 'static>(
     device: &Device,
     config: StreamConfig,
@@ -250,10 +263,16 @@ fn build<T: SizedSample + ToUnit + Send + 'static>(
 ) -> Result<cpal::Stream, cpal::Error> {
     let channels = usize::from(config.channels.max(1));
     let on_error = Arc::clone(&shared);
+    let mut clock = CaptureClock::new(config.sample_rate);
     device.build_input_stream::<T, _, _>(
         config,
-        move |data: &[T], _: &cpal::InputCallbackInfo| {
+        move |data: &[T], info: &cpal::InputCallbackInfo| {
             let frames = data.len() / channels;
+            let after_xrun = shared.xrun.swap(false, Ordering::AcqRel);
+            let lost = clock.advance(info.timestamp().capture, frames, after_xrun);
+            if lost > 0 {
+                shared.dropped.fetch_add(lost, Ordering::Relaxed);
+            }
             let fit = frames.min(producer.slots() / channels);
             if fit > 0 {
                 if let Ok(chunk) = producer.write_chunk_uninit(fit * channels) {
@@ -266,7 +285,12 @@ fn build<T: SizedSample + ToUnit + Send + 'static>(
                     .fetch_add((frames - fit) as u64, Ordering::Relaxed);
             }
         },
-        move |error| {
+        move |error: cpal::Error| {
+            if error.kind() == cpal::ErrorKind::Xrun {
+                on_error.xruns.fetch_add(1, Ordering::Relaxed);
+                on_error.xrun.store(true, Ordering::Release);
+                return;
+            }
             *on_error.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
             on_error.failed.store(true, Ordering::Release);
         },

@@ -10,6 +10,7 @@ mod convert;
 mod device;
 mod resample;
 mod stream_config;
+mod xrun;
 
 pub use device::DeviceError;
 pub use resample::ResampleError;
@@ -22,7 +23,7 @@ use resample::StreamResampler;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use stream_config::Request;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Longest `next_payload` waits for samples before returning `Next::Idle`.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
@@ -151,6 +152,15 @@ impl FrameSource for AudioSource {
                 if let Some(window) = self.windower.push(sample) {
                     return Ok(self.payload(window));
                 }
+            }
+            let xruns = live.stream.take_xruns();
+            if xruns > 0 {
+                // Recovered in place by the stream; the lost frames are counted as overruns.
+                warn!(
+                    device = %live.stream.opened.device,
+                    xruns,
+                    "Audio input overran; samples lost, capture goes on"
+                );
             }
             if let Some(error) = live.stream.failure() {
                 let device = live.stream.opened.device.clone();

@@ -150,6 +150,14 @@ impl Camera {
                 got: fourcc_name(actual.fourcc),
             });
         }
+        if (actual.width, actual.height) != (config.width, config.height) {
+            info!(
+                device = %label,
+                requested = %format_args!("{}x{}", config.width, config.height),
+                nearest = %format_args!("{}x{}", actual.width, actual.height),
+                "Camera does not offer the requested size; using the nearest it offers"
+            );
+        }
         let format = Negotiated {
             encoding,
             width: actual.width,

@@ -3,7 +3,8 @@
 //! This adapter serves cameras that the kernel exposes as V4L2 video capture nodes producing
 //! MJPEG or YUYV: USB (UVC) webcams and industrial cameras, and Jetson CSI cameras. Raspberry Pi
 //! Camera Module 3 and later are served by libcamera only (their raw Bayer output goes through
-//! the Pi's ISP, which plain V4L2 capture does not drive), so they are not supported here.
+//! the Pi's ISP, which plain V4L2 capture does not drive), so they are not supported here: a
+//! `command` sensor running `rpicam-vid` serves them (`sensor::command`).
 //!
 //! The device is opened by the capture loop's `connect`, by path (`/dev/video0`) or by the card
 //! name the driver reports; when it goes away (unplugged, USB reset) `next_payload` reports it

@@ -1,4 +1,6 @@
-//! Splitting an MJPEG stream (concatenated JPEG images) into frames.
+//! Splitting an MJPEG stream (concatenated JPEG images) into frames: a whole file at once here, and
+//! piece by piece by the `command` source's splitter, through the same [`find_soi`] and
+//! [`frame_at`].
 //!
 //! Walks the JPEG marker segments instead of searching for the next end-of-image marker, so an EXIF
 //! thumbnail (a whole JPEG inside an APP1 segment) does not end the frame early.
@@ -12,35 +14,58 @@ pub fn split_jpeg_frames(data: &[u8]) -> Vec<Range<usize>> {
     let mut frames = Vec::new();
     let mut pos = 0;
     while let Some(start) = find_soi(data, pos) {
-        match frame_end(data, start) {
-            Some(end) => {
+        match frame_at(data, start) {
+            FrameAt::Complete(end) => {
                 frames.push(start..end);
                 pos = end;
             }
-            None => pos = start + 2,
+            FrameAt::Truncated | FrameAt::Broken => pos = start + 2,
         }
     }
     frames
 }
 
-fn find_soi(data: &[u8], from: usize) -> Option<usize> {
+/// What the bytes from a start-of-image marker hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameAt {
+    /// A whole JPEG image, ending (exclusive) here.
+    Complete(usize),
+    /// The start of one: the data ends before the image does.
+    Truncated,
+    /// Not a JPEG marker structure, or a new image starts before this one ends.
+    Broken,
+}
+
+/// The first start-of-image marker (followed by the `FF` of the next marker) at or after `from`.
+pub fn find_soi(data: &[u8], from: usize) -> Option<usize> {
     data.get(from..)?
         .windows(3)
         .position(|w| w == [0xFF, jpeg::SOI, 0xFF])
         .map(|p| p + from)
 }
 
-/// End (exclusive) of the JPEG starting at `start`, or `None` if it is malformed or truncated.
-fn frame_end(data: &[u8], start: usize) -> Option<usize> {
+/// Walks the JPEG whose start-of-image marker is at `start` to its end-of-image marker.
+pub fn frame_at(data: &[u8], start: usize) -> FrameAt {
     for segment in jpeg::segments(data, start) {
-        match segment.ok()? {
-            s if s.marker == jpeg::EOI => return Some(s.end),
+        match segment {
+            Ok(s) if s.marker == jpeg::EOI => return FrameAt::Complete(s.end),
             // A new image before this one ended.
-            s if s.marker == jpeg::SOI => return None,
-            _ => {}
+            Ok(s) if s.marker == jpeg::SOI => return FrameAt::Broken,
+            Ok(_) => {}
+            Err(jpeg::SegmentError::Truncated(_)) => return FrameAt::Truncated,
+            Err(jpeg::SegmentError::Malformed(_)) => return FrameAt::Broken,
         }
     }
-    None
+    FrameAt::Truncated
+}
+
+/// A `size`×`size` JPEG of one colour, for the tests of the MJPEG splitters.
+#[cfg(test)]
+pub(crate) fn solid_jpeg(colour: [u8; 3], size: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(size, size, image::Rgb(colour));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
 }
 
 #[cfg(test)]
@@ -48,10 +73,7 @@ mod tests {
     use super::*;
 
     fn jpeg(colour: [u8; 3]) -> Vec<u8> {
-        let img = image::RgbImage::from_pixel(8, 8, image::Rgb(colour));
-        let mut out = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-        out.into_inner()
+        solid_jpeg(colour, 8)
     }
 
     #[test]

@@ -7,5 +7,7 @@ mod wav;
 
 pub use images::ImageReplay;
 pub use lines::{parse_record, LineReplay};
-pub use mjpeg::split_jpeg_frames;
+#[cfg(test)]
+pub(crate) use mjpeg::solid_jpeg;
+pub use mjpeg::{find_soi, frame_at, split_jpeg_frames, FrameAt};
 pub use wav::WavReplay;
