@@ -43,19 +43,21 @@ fn every_frame_is_published_exactly_once_in_order_with_the_documented_schema() {
     .unwrap();
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 40);
-    let config = line_config(dir.path(), &readings, None, &broker.url(), "");
-    let mut text = std::fs::read_to_string(&config).unwrap();
     let labels = repo("models/colour.labels");
-    text.push_str(&colour_replay_toml(
-        "cam0",
-        &format!(
-            "preprocess = {{ type = \"image\", resize = [85, 64], crop = [64, 64] }}\n\
-             postprocess = {{ type = \"classify\", top_k = 1, labels = \"{}\" }}",
-            labels.display()
+    let config = LineConfig {
+        broker: Some(broker.url()),
+        extra: colour_replay_toml(
+            "cam0",
+            &format!(
+                "preprocess = {{ type = \"image\", resize = [85, 64], crop = [64, 64] }}\n\
+                 postprocess = {{ type = \"classify\", top_k = 1, labels = \"{}\" }}",
+                labels.display()
+            ),
+            &images,
         ),
-        &images,
-    ));
-    std::fs::write(&config, text).unwrap();
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
 
     let daemon = Daemon::start(&config);
     assert!(

@@ -88,10 +88,7 @@ fn sequence(labels: &[String], keep: &[&str]) -> Vec<String> {
 /// A device with the colour model fed by the camera whose card name is `card` (`cam0`, with
 /// `camera` keys) and a looping line replay (`serial0`), publishing to `broker`, counters on `metrics`.
 fn camera_config(dir: &Path, card: &str, camera: &str, broker: &str, metrics: u16) -> PathBuf {
-    let readings = dir.join("readings.csv");
-    write_readings(&readings, 50);
-    let labels = repo("models/colour.labels");
-    let body = format!(
+    let camera_tables = format!(
         r#"
 [[models]]
 id = "colour"
@@ -106,20 +103,17 @@ model = "colour"
 type = "camera"
 device = "{card}"
 {camera}
-{}{}loop = true
-{}
-[mqtt]
-broker = "{broker}"
-reconnect_min_ms = 100
-reconnect_max_ms = 1000
-"#,
+{}"#,
         repo("models/colour.onnx").display(),
-        labels.display(),
-        vibration_model_toml("vibration", &repo("models/vibration.labels")),
-        line_sensor_toml("serial0", "vibration", &readings, Some(20.0)),
+        repo("models/colour.labels").display(),
         metrics_toml(metrics),
     );
-    write_config(dir, "edgeinfer.toml", &body)
+    LineConfig {
+        broker: Some(broker.into()),
+        extra: camera_tables,
+        ..looping_line(dir)
+    }
+    .write(&dir.join("edgeinfer.toml"))
 }
 
 /// What every test here runs on: a broker of its own, a consumer of every prediction, and the

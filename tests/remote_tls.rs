@@ -23,11 +23,13 @@ fn predictions_flow_over_mutual_tls_under_an_acl() {
 
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 20);
-    let config = line_config(dir.path(), &readings, None, &broker.url(), "");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&pki.tls_toml(Some(&device)));
-    text.push_str("\n[remote]\n");
-    std::fs::write(&config, text).unwrap();
+    let config = LineConfig {
+        broker: Some(broker.url()),
+        mqtt_extra: pki.tls_toml(Some(&device)),
+        extra: "\n[remote]\n".into(),
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
 
     let daemon = Daemon::start(&config);
     // The management connection works under the same certificate and ACL.
@@ -69,10 +71,12 @@ fn clients_without_a_certificate_of_the_ca_are_refused() {
     // The daemon with the rogue certificate cannot connect, says so, and keeps its predictions.
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 5);
-    let config = line_config(dir.path(), &readings, None, &broker.url(), "");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&pki.tls_toml(Some(&rogue)));
-    std::fs::write(&config, text).unwrap();
+    let config = LineConfig {
+        broker: Some(broker.url()),
+        mqtt_extra: pki.tls_toml(Some(&rogue)),
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
     let daemon = Daemon::start(&config);
     assert!(
         wait_until(Duration::from_secs(30), || daemon
@@ -140,10 +144,12 @@ fn user_name_and_password_are_sent_and_a_wrong_password_is_refused() {
     let readings = dir.path().join("readings.csv");
     write_readings(&readings, 5);
     let broker = format!("mqtt://127.0.0.1:{port}");
-    let config = line_config(dir.path(), &readings, None, &broker, "");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("username = \"device\"\npassword = \"s3cret\"\n");
-    std::fs::write(&config, text).unwrap();
+    let config = LineConfig {
+        broker: Some(broker),
+        mqtt_extra: "username = \"device\"\npassword = \"s3cret\"\n".into(),
+        ..LineConfig::new(dir.path(), &readings)
+    }
+    .write(&dir.path().join("edgeinfer.toml"));
     let daemon = Daemon::start(&config);
     assert!(
         wait_until(Duration::from_secs(30), || peer
