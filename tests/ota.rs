@@ -55,15 +55,6 @@ fn push(broker: &[String], key: &Path, model: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The last progress message `ota push` printed.
 fn final_state(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,9 +1,12 @@
 //! Command line: one file per subcommand.
 
 mod bench;
+mod bench_fleet;
 mod bench_outbox;
 mod check_config;
 mod cmd;
+mod compare;
+mod fleet;
 mod infer;
 mod keygen;
 mod operator;
@@ -56,6 +59,12 @@ enum Command {
     /// Outbox append rate per durability setting, drain rate with and without batching, and disk
     /// and memory under churn.
     BenchOutbox(bench_outbox::BenchOutboxArgs),
+    /// Many devices in one process (a whole daemon each) against one broker, with a consumer
+    /// measuring message rates and latency: a fleet to measure brokers and fleet commands on.
+    BenchFleet(bench_fleet::BenchFleetArgs),
+    /// A recording through the serving model and a candidate file: agreement, score
+    /// differences, latency ratio and the frames where they disagree (`--min-agreement`: a gate).
+    Compare(compare::CompareArgs),
     /// Inspect, export or empty the outbox of a stopped daemon.
     Outbox(outbox::OutboxArgs),
     /// Make an operator key pair for signing commands (`remote.operator_keys` takes the public key).
@@ -65,6 +74,9 @@ enum Command {
     /// Model updates over MQTT: `ota push` sends a model to a device and follows it until the
     /// device commits it (or rejects or rolls it back).
     Ota(ota::OtaArgs),
+    /// Many devices at once: `fleet status` shows them all, `fleet rollout` updates a model in
+    /// waves with a failure threshold and an optional shadow-agreement gate.
+    Fleet(fleet::FleetArgs),
 }
 
 /// Parses the command line, sets up logging and runs the subcommand.
@@ -80,9 +92,12 @@ pub fn main() -> ExitCode {
         Command::Record(args) => record::run(&args),
         Command::Outbox(args) => outbox::run(&args),
         Command::BenchOutbox(args) => bench_outbox::run(&args),
+        Command::BenchFleet(args) => bench_fleet::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Cmd(args) => cmd::run(&args),
         Command::Ota(args) => ota::run(&args),
+        Command::Fleet(args) => fleet::run(&args),
     }
 }
 

@@ -1,9 +1,9 @@
 //! `edgeinfer ota push`: sends a model to a device over MQTT (signed manifest, then chunks) and
 //! follows the transfer until the device commits, installs, shadows, rejects or rolls it back.
 
-mod golden;
-mod link;
-mod transfer;
+pub(super) mod golden;
+pub(super) mod link;
+pub(super) mod transfer;
 
 use super::operator::BrokerArgs;
 use super::EXIT_CONFIG;
@@ -11,7 +11,7 @@ use crate::manage::auth;
 use crate::manage::ota::protocol::{self, Activation, Manifest};
 use clap::{Args, Subcommand, ValueEnum};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tracing::{error, warn};
@@ -158,17 +158,99 @@ fn run_push(args: &PushArgs) -> ExitCode {
     }
 }
 
-/// Everything a push needs, checked before connecting.
-struct Prepared {
-    mqtt: crate::config::MqttConfig,
-    address: crate::config::BrokerAddress,
-    device: String,
-    key: ed25519_dalek::SigningKey,
-    ttl: u64,
-    manifest: Manifest,
+/// Everything a push to one device needs, checked before connecting.
+#[derive(Clone)]
+pub(super) struct Prepared {
+    pub(super) mqtt: crate::config::MqttConfig,
+    pub(super) address: crate::config::BrokerAddress,
+    pub(super) device: String,
+    pub(super) key: ed25519_dalek::SigningKey,
+    pub(super) ttl: u64,
+    pub(super) manifest: Manifest,
     /// The model file.
-    data: std::sync::Arc<[u8]>,
-    wait_for_commit: bool,
+    pub(super) data: std::sync::Arc<[u8]>,
+    pub(super) wait_for_commit: bool,
+}
+
+/// What is sent, whoever to: the model file and how the device is to check and use it.
+pub(super) struct Update<'a> {
+    /// Id of the configured model it replaces.
+    pub(super) model_id: &'a str,
+    /// The .onnx file.
+    pub(super) file: &'a Path,
+    /// Transfer id; `None` for `{model-id}-{first 12 hex digits of the sha256}`.
+    pub(super) transfer: Option<&'a str>,
+    /// Name of the version.
+    pub(super) label: Option<&'a str>,
+    /// Bytes per chunk.
+    pub(super) chunk_size: u32,
+    /// What the device does once it is verified.
+    pub(super) activate: Activation,
+    /// Golden input, outputs (computed on tract when none) and tolerance.
+    pub(super) golden: Option<(&'a Path, &'a [PathBuf], f32)>,
+}
+
+impl Update<'_> {
+    /// Reads the model and the golden files and builds the manifest, with every problem found.
+    pub(super) fn manifest(&self) -> Result<(Manifest, std::sync::Arc<[u8]>), String> {
+        if !protocol::CHUNK_SIZES.contains(&self.chunk_size) {
+            return Err(format!(
+                "--chunk-size {} is outside {}..={}",
+                self.chunk_size,
+                protocol::CHUNK_SIZES.start(),
+                protocol::CHUNK_SIZES.end()
+            ));
+        }
+        let file = self.file;
+        let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if data.is_empty() {
+            return Err(format!("{}: the file is empty", file.display()));
+        }
+        let sha256: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let transfer = self.transfer.map(str::to_string).unwrap_or_else(|| {
+            format!("{}-{}", self.model_id, &sha256[..crate::model::VERSION_LEN])
+        });
+        if !protocol::valid_transfer_id(&transfer) {
+            return Err(format!(
+                "transfer id \"{transfer}\" must be 1 to 64 of A-Z a-z 0-9 _ . - \
+                 (give one with --transfer)"
+            ));
+        }
+        let golden = match self.golden {
+            Some((input, outputs, tolerance)) => Some(
+                golden::build(file, input, outputs, tolerance)
+                    .map_err(|e| format!("golden: {e}"))?,
+            ),
+            None => None,
+        };
+        let manifest = Manifest {
+            transfer,
+            model: self.model_id.to_string(),
+            label: self.label.map(str::to_string),
+            size: data.len() as u64,
+            sha256,
+            chunk_size: self.chunk_size,
+            activate: self.activate,
+            golden,
+        };
+        let problems = manifest.problems(u64::MAX);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let manifest_bytes = serde_json::to_vec(&manifest).map_or(0, |v| v.len());
+        if manifest_bytes > DEVICE_COMMAND_LIMIT {
+            warn!(
+                bytes = manifest_bytes,
+                "The manifest (with its golden tensors) is larger than a device accepts by \
+                 default (remote.max_command_bytes = {DEVICE_COMMAND_LIMIT}); use a smaller \
+                 golden input"
+            );
+        }
+        Ok((manifest, data.into()))
+    }
 }
 
 /// Reads the key, the model and the golden files and builds the manifest.
@@ -178,61 +260,19 @@ fn prepare(args: &PushArgs) -> Result<Prepared, String> {
         .broker
         .mqtt_config()
         .map_err(|e| format!("--broker {e}"))?;
-    if !protocol::CHUNK_SIZES.contains(&args.chunk_size) {
-        return Err(format!(
-            "--chunk-size {} is outside {}..={}",
-            args.chunk_size,
-            protocol::CHUNK_SIZES.start(),
-            protocol::CHUNK_SIZES.end()
-        ));
-    }
-    let data = std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
-    if data.is_empty() {
-        return Err(format!("{}: the file is empty", args.model.display()));
-    }
-    let sha256: String = Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let transfer = args
-        .transfer
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", args.model_id, &sha256[..crate::model::VERSION_LEN]));
-    if !protocol::valid_transfer_id(&transfer) {
-        return Err(format!(
-            "transfer id \"{transfer}\" must be 1 to 64 of A-Z a-z 0-9 _ . - \
-             (give one with --transfer)"
-        ));
-    }
-    let golden = match &args.golden_input {
-        Some(input) => Some(
-            golden::build(&args.model, input, &args.golden_output, args.tolerance)
-                .map_err(|e| format!("golden: {e}"))?,
-        ),
-        None => None,
-    };
-    let manifest = Manifest {
-        transfer,
-        model: args.model_id.clone(),
-        label: args.label.clone(),
-        size: data.len() as u64,
-        sha256,
+    let (manifest, data) = Update {
+        model_id: &args.model_id,
+        file: &args.model,
+        transfer: args.transfer.as_deref(),
+        label: args.label.as_deref(),
         chunk_size: args.chunk_size,
         activate: args.activate.into(),
-        golden,
-    };
-    let problems = manifest.problems(u64::MAX);
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
+        golden: args
+            .golden_input
+            .as_deref()
+            .map(|input| (input, args.golden_output.as_slice(), args.tolerance)),
     }
-    let manifest_bytes = serde_json::to_vec(&manifest).map_or(0, |v| v.len());
-    if manifest_bytes > DEVICE_COMMAND_LIMIT {
-        warn!(
-            bytes = manifest_bytes,
-            "The manifest (with its golden tensors) is larger than a device accepts by default \
-             (remote.max_command_bytes = {DEVICE_COMMAND_LIMIT}); use a smaller golden input"
-        );
-    }
+    .manifest()?;
     Ok(Prepared {
         mqtt,
         address,
@@ -240,7 +280,7 @@ fn prepare(args: &PushArgs) -> Result<Prepared, String> {
         key,
         ttl: args.ttl,
         manifest,
-        data: data.into(),
+        data,
         wait_for_commit: !args.no_wait_commit,
     })
 }

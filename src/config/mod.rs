@@ -5,7 +5,7 @@
 //! is deserialized on its own, collecting every error with its key path. Semantic checks (references,
 //! files, ranges) run last, on whatever deserialized.
 
-mod device;
+pub mod device;
 mod error;
 mod metrics;
 mod models;

@@ -194,3 +194,36 @@ fn tls_settings_are_checked_with_their_key_paths() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn device_labels_are_checked_with_their_key_paths() {
+    let good = VALID.replace(
+        "data_dir = \"/tmp/x\"",
+        "data_dir = \"/tmp/x\"\nlabels = { site = \"barn-3\", board = \"pi4\", \"rack.slot\" = \"a/2:7\" }",
+    );
+    assert!(errors_of(&good).is_empty(), "{:?}", errors_of(&good));
+    let bad = VALID.replace(
+        "data_dir = \"/tmp/x\"",
+        "data_dir = \"/tmp/x\"\nlabels = { \"9lives\" = \"x\", site = \"barn 3\", empty = \"\" }",
+    );
+    let errors = errors_of(&bad);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].starts_with("device.labels.9lives: label name"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("device.labels.empty: label value"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].starts_with("device.labels.site: label value \"barn 3\""),
+        "{errors:?}"
+    );
+    let many: Vec<String> = (0..33).map(|i| format!("k{i} = \"v\"")).collect();
+    let too_many = VALID.replace(
+        "data_dir = \"/tmp/x\"",
+        &format!("data_dir = \"/tmp/x\"\nlabels = {{ {} }}", many.join(", ")),
+    );
+    assert!(errors_of(&too_many)[0].contains("33 labels; at most 32"));
+}

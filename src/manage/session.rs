@@ -13,7 +13,7 @@ use crate::mqtt::{options, topics};
 use crate::pipeline::SlotEvent;
 use rumqttc::{AsyncClient, Event, LastWill, Packet, Publish, QoS};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -148,7 +148,8 @@ impl Control {
         debug!("Management stopped");
     }
 
-    fn options(&self) -> rumqttc::MqttOptions {
+    /// Options of a connection made at `connected_at` (its last will says so).
+    fn options(&self, connected_at: SystemTime) -> rumqttc::MqttOptions {
         let base = self
             .mqtt
             .client_id
@@ -162,11 +163,17 @@ impl Control {
         opts.set_max_packet_size(self.remote.max_message_bytes, self.mqtt.max_packet_bytes);
         opts.set_last_will(LastWill::new(
             topics::status(self.prefix(), self.device()),
-            status::offline(self.device(), "connection lost"),
+            self.offline("connection lost", connected_at, None),
             QoS::AtLeastOnce,
             true,
         ));
         opts
+    }
+
+    /// The offline status (see [`status::offline`]).
+    fn offline(&self, reason: &str, connected_at: SystemTime, at: Option<SystemTime>) -> Vec<u8> {
+        let labels = &self.ctx.config.device.labels;
+        status::offline(self.device(), labels, reason, connected_at, at)
     }
 
     /// One connection, from CONNECT to its loss or shutdown.
@@ -177,8 +184,9 @@ impl Control {
     ) -> SessionEnd {
         // Acknowledgements and other outgoing events are not passed on, so they cannot fill the
         // queue and stall the event loop.
+        let connected_at = SystemTime::now();
         let mut conn = Connection::open(
-            self.options(),
+            self.options(connected_at),
             REQUEST_QUEUE,
             EVENT_QUEUE,
             |e| matches!(e, Event::Incoming(Packet::Publish(_))),
@@ -207,7 +215,7 @@ impl Control {
                 biased;
                 _ = self.shutdown.cancelled() => {
                     if connected {
-                        let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::offline(self.device(), "stopped"));
+                        let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, self.offline("stopped", connected_at, Some(SystemTime::now())));
                     }
                     conn.close(DISCONNECT_WAIT).await;
                     return SessionEnd::Shutdown;
@@ -222,7 +230,7 @@ impl Control {
                         if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                             break SessionEnd::Lost { connected, reason: format!("cannot subscribe: {e}") };
                         }
-                        if let Err(e) = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx)) {
+                        if let Err(e) = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx, connected_at)) {
                             break SessionEnd::Lost { connected, reason: format!("cannot publish status: {e}") };
                         }
                         if let Err(reason) = self.start_updates(&client) {
@@ -240,7 +248,7 @@ impl Control {
                             self.send(&client, request, &mut conn, &mut inbox).await;
                         }
                         Notice::StatusChanged => {
-                            let request = client.publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx));
+                            let request = client.publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx, connected_at));
                             self.send(&client, request, &mut conn, &mut inbox).await;
                         }
                     }
@@ -248,7 +256,8 @@ impl Control {
                 _ = telemetry.tick(), if connected => {
                     let body = serde_json::to_vec(&sampler.sample(&self.ctx)).unwrap_or_default();
                     let topic = topics::telemetry(self.prefix(), self.device());
-                    if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, body) {
+                    // Retained, so that a fleet view sees every device's last figures at once.
+                    if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, true, body) {
                         debug!(error = %e, "Telemetry skipped: request queue full");
                     }
                 }

@@ -4,6 +4,8 @@
 use super::{Context, ModelInfo};
 use crate::prediction::rfc3339;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 /// The birth message.
 #[derive(Debug, Serialize)]
@@ -12,8 +14,12 @@ pub struct Birth<'a> {
     pub online: bool,
     /// Device id.
     pub device: &'a str,
+    /// Labels from `[device] labels`.
+    pub labels: &'a BTreeMap<String, String>,
     /// Daemon version.
     pub version: &'static str,
+    /// When this management connection was made (RFC 3339): online since.
+    pub connected_at: String,
     /// When the running configuration started (RFC 3339).
     pub started_at: String,
     /// Seconds since then, when this message was made.
@@ -41,8 +47,8 @@ pub struct SensorInfo<'a> {
     pub model: &'a str,
 }
 
-/// The birth message of the daemon now.
-pub fn birth(ctx: &Context) -> Vec<u8> {
+/// The birth message of the daemon now, on a connection made at `connected_at`.
+pub fn birth(ctx: &Context, connected_at: SystemTime) -> Vec<u8> {
     let sensors = ctx
         .config
         .sensors
@@ -56,7 +62,9 @@ pub fn birth(ctx: &Context) -> Vec<u8> {
     let birth = Birth {
         online: true,
         device: ctx.device(),
+        labels: &ctx.config.device.labels,
         version: env!("CARGO_PKG_VERSION"),
+        connected_at: rfc3339(connected_at),
         started_at: rfc3339(ctx.started_at),
         uptime_s: ctx.started.elapsed().as_secs(),
         models: ctx.models(),
@@ -71,13 +79,28 @@ pub fn birth(ctx: &Context) -> Vec<u8> {
     serde_json::to_vec(&birth).unwrap_or_default()
 }
 
-/// The offline message: `reason` is `connection lost` in the last will, or why the daemon
-/// stopped.
-pub fn offline(device: &str, reason: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
+/// The offline message of `device` with its `labels`.
+///
+/// As the last will of a connection made at `connected_at`, `reason` is `connection lost` and
+/// `at` is `None`: the broker sends it later, so when the device was last heard of is the newer
+/// of `connected_at` and its last telemetry. On a clean stop, `reason` says why and `at` is now.
+pub fn offline(
+    device: &str,
+    labels: &BTreeMap<String, String>,
+    reason: &str,
+    connected_at: SystemTime,
+    at: Option<SystemTime>,
+) -> Vec<u8> {
+    let mut body = serde_json::json!({
         "online": false,
         "device": device,
+        "labels": labels,
+        "version": env!("CARGO_PKG_VERSION"),
         "reason": reason,
-    }))
-    .unwrap_or_default()
+        "connected_at": rfc3339(connected_at),
+    });
+    if let Some(at) = at {
+        body["at"] = rfc3339(at).into();
+    }
+    serde_json::to_vec(&body).unwrap_or_default()
 }

@@ -6,6 +6,7 @@
 //! [`service_manager`] (a systemd notify socket).
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod service_manager;
 pub mod wait;
 
 pub use broker::{Broker, TlsBroker};
+pub use cli::{edgeinfer, text};
 pub use config::*;
 pub use daemon::*;
 pub use metrics::*;

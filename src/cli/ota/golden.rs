@@ -88,7 +88,7 @@ fn run_locally(model: &Path, x: &Tensor) -> Result<Vec<Tensor>, GoldenError> {
 }
 
 /// Name of the model's first graph input that is not an initializer.
-fn first_input(model: &Path) -> Result<String, String> {
+pub(in crate::cli) fn first_input(model: &Path) -> Result<String, String> {
     let proto = tract_onnx::onnx()
         .proto_model_for_path(model)
         .map_err(|e| format!("{e:#}"))?;

@@ -13,7 +13,7 @@ use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// First wait before reconnecting; doubled after each failure up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -35,11 +35,11 @@ const EVENT_QUEUE: usize = 64;
 
 /// Sends the manifest and chunks of `p` and follows the device's progress until a final state.
 /// Connection errors are retried; only a broken client (its event loop gone) is an error.
-pub(super) async fn push(p: &Prepared) -> Result<Outcome, String> {
+pub(in crate::cli) async fn push(p: &Prepared) -> Result<Outcome, String> {
     let mut opts = options::build(
         &p.mqtt,
         &p.address,
-        format!("edgeinfer-ota-{}", std::process::id()),
+        format!("edgeinfer-ota-{}-{}", std::process::id(), p.device),
     );
     opts.set_clean_session(true);
     let max_packet = p
@@ -71,7 +71,7 @@ pub(super) async fn push(p: &Prepared) -> Result<Outcome, String> {
         manifest: p.manifest.clone(),
         data: p.data.clone(),
     };
-    let sender = tokio::spawn(chunks.serve(jobs, received, sent_tx));
+    let sender = tokio::spawn(chunks.serve(jobs, received, sent_tx).in_current_span());
     let result = Driver {
         p,
         client,
@@ -267,7 +267,7 @@ fn received_bytes(m: &Manifest, chunks: u32) -> u64 {
 }
 
 /// A state as it is written on the wire.
-pub(super) fn state_name(state: State) -> String {
+pub(in crate::cli) fn state_name(state: State) -> String {
     serde_json::to_value(state)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

@@ -23,7 +23,7 @@ enum Phase {
 
 /// How a transfer ended.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Outcome {
+pub(in crate::cli) enum Outcome {
     /// Installed, shadowing, committed, or (when not waiting for the commit) activated.
     Succeeded(Progress),
     /// Rejected or rolled back.

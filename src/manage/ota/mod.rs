@@ -221,19 +221,21 @@ impl Ota {
         if lock(&self.verifying).contains(id) {
             return Progress::new(id, None, State::Verifying);
         }
-        let mut transfers = lock(&self.transfers);
-        match transfers.get(id) {
-            None => Progress::new(id, None, State::Rejected).because(
-                "unknown_transfer",
-                format!("no transfer \"{id}\" in progress; send the manifest"),
-            ),
-            Some(t) => {
-                if let Err(e) = t.save() {
-                    warn!(transfer = %id, error = %e, "Cannot save model transfer progress");
-                }
-                t.progress(State::Incomplete)
+        if let Some(t) = lock(&self.transfers).get(id) {
+            if let Err(e) = t.save() {
+                warn!(transfer = %id, error = %e, "Cannot save model transfer progress");
             }
+            return t.progress(State::Incomplete);
         }
+        // The last chunk may have completed the transfer and its verification may be over
+        // before `end`, queued behind it, is read: then the answer is how it ended.
+        if let Some(done) = lock(&self.finished).entry(id) {
+            return done;
+        }
+        Progress::new(id, None, State::Rejected).because(
+            "unknown_transfer",
+            format!("no transfer \"{id}\" in progress; send the manifest"),
+        )
     }
 
     /// Where every pending transfer stands.
@@ -264,14 +266,16 @@ impl Ota {
                 let model = t.manifest.model.clone();
                 let outcome = ota.install(&t);
                 transfer::delete(&t.part().with_file_name(""));
+                // Recorded as finished before it stops counting as verifying, so that a
+                // message of this transfer arriving meanwhile is answered with how it ended.
+                if let Ok(progress) = &outcome {
+                    if progress.state != State::Activated {
+                        lock(&ota.finished).put(&t.manifest.sha256, progress.clone());
+                    }
+                }
                 lock(&ota.verifying).remove(&id);
                 match outcome {
-                    Ok(progress) => {
-                        if progress.state != State::Activated {
-                            lock(&ota.finished).put(&t.manifest.sha256, progress.clone());
-                        }
-                        ota.notify(Notice::Progress(progress))
-                    }
+                    Ok(progress) => ota.notify(Notice::Progress(progress)),
                     Err(r) => {
                         warn!(transfer = %id, model = %model, code = r.code, reason = %r.message, "Model transfer refused");
                         ota.notify(Notice::Progress(
