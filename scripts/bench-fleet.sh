@@ -21,7 +21,7 @@ mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 [ -x "$mosquitto" ] || { echo "missing: sudo apt-get install -y mosquitto" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/edgeinfer-bench-fleet.XXXXXX)
-broker_pid= fleet_pid=
+broker_pid='' fleet_pid=''
 cleanup() {
   [ -n "$fleet_pid" ] && kill -INT "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null
   [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null

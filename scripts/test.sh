@@ -5,7 +5,8 @@
 #
 # Needs: mosquitto (the tests start their own on a free loopback port), socat (serial pty pairs),
 # ffmpeg (camera decoder fixtures), sox and espeak-ng (audio fixtures), ip, tc and iptables (network
-# fault tests put a broker in a network namespace of its own, which also takes root), and Python
+# fault tests put a broker in a network namespace of its own, which also takes root), ejabberd (a
+# two-node clustered broker for the cluster tests, scripts/cluster-broker.sh), and Python
 # with the packages in scripts/requirements.txt (onnxruntime is the reference the tests compare
 # against, and its wheel's libonnxruntime.so is what the `ort` backend loads, via ORT_DYLIB_PATH).
 # Extra arguments go to `cargo test`. Without any, the device tests on real kernel drivers follow
@@ -27,6 +28,8 @@ for tool in ip tc; do
 done
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] ||
   missing+=("iptables: sudo apt-get install -y iptables")
+command -v ejabberdctl >/dev/null || [ -x /usr/sbin/ejabberdctl ] ||
+  missing+=("ejabberd (the clustered broker of the cluster tests): sudo apt-get install -y ejabberd")
 "${PYTHON:-python3}" -c "import onnxruntime, numpy" 2>/dev/null ||
   missing+=("onnxruntime, numpy: pip install -r scripts/requirements.txt")
 if [ ${#missing[@]} -gt 0 ]; then

@@ -12,6 +12,7 @@ mod bad_models;
 mod bench_cli;
 mod camera;
 mod cli_check_config;
+mod cluster;
 mod command_source;
 mod compare;
 mod crash_recovery;

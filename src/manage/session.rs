@@ -29,6 +29,9 @@ const REQUEST_QUEUE: usize = 64;
 /// so the broker's in-flight window normally bounds them; past this, a command is answered
 /// `busy` (best effort) and dropped.
 const INBOX_BYTES: usize = 16 * 1024 * 1024;
+/// Least time between two republished statuses asked for on the status request topic, so that
+/// many operators (or a flood) cost a device one status message per this period.
+const STATUS_REQUEST_EVERY: Duration = Duration::from_secs(5);
 /// At shutdown, how long to wait for the offline status and DISCONNECT to be written.
 const DISCONNECT_WAIT: Duration = Duration::from_millis(500);
 
@@ -198,6 +201,8 @@ impl Control {
         let mut telemetry = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let status_topic = topics::status(self.prefix(), self.device());
+        let request_topic = topics::status_request(self.prefix());
+        let mut last_request: Option<std::time::Instant> = None;
         let mut inbox = Inbox::default();
 
         loop {
@@ -226,8 +231,12 @@ impl Control {
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         connected = true;
                         info!(broker = %self.mqtt.broker, "Management connected");
-                        let filter = topics::all_commands(self.prefix(), self.device());
-                        if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        let filters = [
+                            topics::all_commands(self.prefix(), self.device()),
+                            topics::status_request(self.prefix()),
+                        ];
+                        let subscribe = filters.map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                        if let Err(e) = client.try_subscribe_many(subscribe) {
                             break SessionEnd::Lost { connected, reason: format!("cannot subscribe: {e}") };
                         }
                         if let Err(e) = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx, connected_at)) {
@@ -236,6 +245,14 @@ impl Control {
                         if let Err(reason) = self.start_updates(&client) {
                             break SessionEnd::Lost { connected, reason };
                         }
+                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == request_topic => {
+                        let due = last_request.is_none_or(|t| t.elapsed() >= STATUS_REQUEST_EVERY);
+                        if due {
+                            last_request = Some(std::time::Instant::now());
+                            let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx, connected_at));
+                        }
+                        let _ = client.try_ack(&p);
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(&client, p, &mut inbox),
                     Some(Ok(_)) => {}

@@ -15,6 +15,14 @@ pub fn status(prefix: &str, device: &str) -> String {
     format!("{prefix}/{device}/status")
 }
 
+/// Where an operator asks every device under the prefix to publish its status again (any
+/// payload, not retained): for brokers on which a retained message does not reach a subscriber
+/// on another node (ejabberd 23.01's cluster), and for a fresh view after a broker lost its
+/// retained store.
+pub fn status_request(prefix: &str) -> String {
+    format!("{prefix}/_fleet/status-request")
+}
+
 /// Periodic telemetry of a device.
 pub fn telemetry(prefix: &str, device: &str) -> String {
     format!("{prefix}/{device}/telemetry")

@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
@@ -19,6 +20,7 @@ pub mod wait;
 
 pub use broker::{Broker, TlsBroker};
 pub use cli::{edgeinfer, text};
+pub use cluster::Cluster;
 pub use config::*;
 pub use daemon::*;
 pub use metrics::*;

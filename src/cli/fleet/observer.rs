@@ -187,10 +187,18 @@ impl Reader {
                     }
                 }
                 Some(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                    // Every device publishes its status again: on a broker whose retained
+                    // messages do not reach subscribers on other nodes, this is how they do.
+                    let request = topics::status_request(&self.prefix);
+                    let ask = self
+                        .client
+                        .publish(request, QoS::AtLeastOnce, false, Vec::new());
                     let marker =
                         self.client
                             .publish(&self.marker, QoS::AtLeastOnce, false, Vec::new());
-                    if conn.request(marker, None).await.is_err() {
+                    if conn.request(ask, None).await.is_err()
+                        || conn.request(marker, None).await.is_err()
+                    {
                         return;
                     }
                 }
