@@ -247,12 +247,7 @@ impl Control {
                         }
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == request_topic => {
-                        let due = last_request.is_none_or(|t| t.elapsed() >= STATUS_REQUEST_EVERY);
-                        if due {
-                            last_request = Some(std::time::Instant::now());
-                            let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, status::birth(&self.ctx, connected_at));
-                        }
-                        let _ = client.try_ack(&p);
+                        self.status_requested(&client, &p, &mut last_request, connected_at);
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.receive(&client, p, &mut inbox),
                     Some(Ok(_)) => {}
@@ -280,6 +275,24 @@ impl Control {
                 }
             }
         }
+    }
+
+    /// Answers a status request with the birth message again, at most once per
+    /// [`STATUS_REQUEST_EVERY`] (`last` is when it last did), and acknowledges it.
+    fn status_requested(
+        &self,
+        client: &AsyncClient,
+        p: &Publish,
+        last: &mut Option<std::time::Instant>,
+        connected_at: SystemTime,
+    ) {
+        if last.is_none_or(|t| t.elapsed() >= STATUS_REQUEST_EVERY) {
+            *last = Some(std::time::Instant::now());
+            let topic = topics::status(self.prefix(), self.device());
+            let birth = status::birth(&self.ctx, connected_at);
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, birth);
+        }
+        let _ = client.try_ack(p);
     }
 
     /// Queues an incoming message for handling, or refuses it when the inbox is full.
