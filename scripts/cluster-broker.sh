@@ -257,12 +257,23 @@ show_logs() {
   done
 }
 
+# Whether node N runs, asking a few times over a second: while erl execs into erlexec and beam,
+# /proc/PID/cmdline can read empty for a moment, which a loaded machine makes likely.
+node_alive() { # N
+  local try
+  for try in 1 2 3 4 5; do
+    node_pid "$1" >/dev/null && return 0
+    [ "$try" = 5 ] || sleep 0.2
+  done
+  return 1
+}
+
 # Waits until the deadline for node N to answer MQTT; fails if its process is gone.
 wait_mqtt() { # N DEADLINE
   local n=$1 deadline=$2 port
   port=$(node_port "$n")
   while :; do
-    node_pid "$n" >/dev/null || {
+    node_alive "$n" || {
       echo "$prog: node $n ($(node_name "$n")) exited while starting" >&2
       return 1
     }
