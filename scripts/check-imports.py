@@ -25,7 +25,7 @@ LAYERS = [
     ["config"],
     ["backend", "outbox", "model"],
     ["sensor", "pipeline", "mqtt", "metrics"],
-    ["service", "manage"],
+    ["service", "manage", "homeassistant"],
     ["app", "cli", "daemon"],
     ["main", "lib"],
 ]

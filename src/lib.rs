@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod durable;
 pub mod frame;
+pub mod homeassistant;
 pub mod jpeg;
 pub mod manage;
 pub mod metrics;

@@ -176,3 +176,46 @@ fn auto_tune_times_every_available_backend_and_keeps_the_fastest() {
     );
     assert!(log.contains("Fastest backend kept"), "{log}");
 }
+
+#[cfg(feature = "ort")]
+#[test]
+fn infer_with_auto_runs_a_model_tract_cannot_load_on_onnxruntime_and_says_so() {
+    use tract_onnx::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, t: Tensor| {
+        let path = dir.path().join(format!("{name}.npy"));
+        edgeinfer::npy::write(&path, &t).unwrap();
+        format!("{name}={}", path.display())
+    };
+    let input = write("input", Tensor::zero::<f32>(&[1, 512]).unwrap());
+    let state = write("state", Tensor::zero::<f32>(&[2, 1, 128]).unwrap());
+    let sr = write("sr", tensor0(16000i64));
+    let out_dir = dir.path().join("out");
+    let model = repo("models/fetched/silero_vad.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeinfer"))
+        .args(["infer", "--backend", "auto", "--model"])
+        .arg(&model)
+        .args([
+            "--input", &input, "--input", &state, "--input", &sr, "--output",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The daemon's order: tract first, which refuses the model, then onnxruntime on the CPU.
+    assert!(err.contains("backend auto: ort-cpu (passed over"), "{err}");
+    assert!(err.contains("tract: "), "{err}");
+    assert!(
+        err.contains("inference took") && err.contains("(ort-cpu)"),
+        "{err}"
+    );
+    let p = edgeinfer::npy::read(&out_dir.join("output.npy")).unwrap();
+    let p: Vec<f32> = p
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    assert!(p.len() == 1 && (0.0..=1.0).contains(&p[0]), "{p:?}");
+}

@@ -19,6 +19,7 @@ mod crash_recovery;
 mod daemon_in_process;
 mod deb_package;
 mod fleet;
+mod homeassistant;
 mod metrics;
 mod mqtt_delivery;
 mod netns_harness;

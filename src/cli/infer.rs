@@ -3,7 +3,7 @@
 //! Inputs take their shapes from the .npy files, so models with dynamic dimensions run as given.
 //! Output files are named after the outputs, with characters outside `[A-Za-z0-9._-]` replaced by `_`.
 
-use crate::backend::{self, InputOverrides, PrepareOptions};
+use crate::backend::{self, InputOverrides, PrepareOptions, PreparedModel};
 use crate::config::OrtOptions;
 use crate::npy;
 use clap::Args;
@@ -24,7 +24,9 @@ pub struct InferArgs {
     /// Folder for the outputs (created if missing).
     #[arg(long)]
     output: PathBuf,
-    /// Backend to run on (`tract`, or an `ort-*` backend in builds with the `ort` feature).
+    /// Backend to run on: `tract`, an `ort-*` backend in builds with the `ort` feature, or `auto`
+    /// for the daemon's choice (accelerators present, then tract, then onnxruntime on the CPU,
+    /// each tried until one loads the model).
     #[arg(long, default_value = "tract")]
     backend: String,
     /// Intra-op threads (backend default when absent).
@@ -68,16 +70,6 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
         };
         given.push((name, npy::read(&file)?));
     }
-    let backend = backend::by_name(&args.backend, &OrtOptions::default()).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no backend \"{}\" in this build (compiled: {})",
-            args.backend,
-            backend::compiled_names().join(", ")
-        )
-    })?;
-    backend.check().map_err(|reason| {
-        anyhow::anyhow!("backend \"{}\" is not available: {reason}", args.backend)
-    })?;
     // First pass learns the input names; shapes come from the files.
     let names = input_names(&args.model)?;
     let tensors = in_model_order(&names, given)?;
@@ -112,7 +104,7 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
         constants,
         threads: args.threads,
     };
-    let prepared = backend.prepare(&args.model, &options)?;
+    let (backend, prepared) = prepare(args, &options)?;
     let started = Instant::now();
     let outputs = prepared.run(tensors)?;
     let elapsed = started.elapsed();
@@ -127,12 +119,40 @@ fn infer(args: &InferArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    eprintln!(
-        "inference took {} µs ({})",
-        elapsed.as_micros(),
-        backend.name()
-    );
+    eprintln!("inference took {} µs ({backend})", elapsed.as_micros());
     Ok(())
+}
+
+/// The model prepared on the backend asked for, or for `auto` on the one the daemon would choose
+/// (said on stderr, with why each earlier one was passed over).
+fn prepare(
+    args: &InferArgs,
+    options: &PrepareOptions,
+) -> anyhow::Result<(&'static str, Box<dyn PreparedModel>)> {
+    let ort = OrtOptions::default();
+    if args.backend == "auto" {
+        let chosen = crate::model::prepare_first("--model", &args.model, &ort, options)?;
+        match chosen.passed_over.as_slice() {
+            [] => eprintln!("backend auto: {}", chosen.backend),
+            passed => eprintln!(
+                "backend auto: {} (passed over {})",
+                chosen.backend,
+                passed.join("; ")
+            ),
+        }
+        return Ok((chosen.backend, chosen.prepared));
+    }
+    let backend = backend::by_name(&args.backend, &ort).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no backend \"{}\" in this build (compiled: auto, {})",
+            args.backend,
+            backend::compiled_names().join(", ")
+        )
+    })?;
+    backend.check().map_err(|reason| {
+        anyhow::anyhow!("backend \"{}\" is not available: {reason}", args.backend)
+    })?;
+    Ok((backend.name(), backend.prepare(&args.model, options)?))
 }
 
 /// Input names of an ONNX model, in graph order.

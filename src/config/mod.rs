@@ -7,6 +7,7 @@
 
 pub mod device;
 mod error;
+mod homeassistant;
 mod metrics;
 mod models;
 mod mqtt;
@@ -19,6 +20,7 @@ mod sensors;
 
 pub use device::DeviceConfig;
 pub use error::{ConfigError, LoadError};
+pub use homeassistant::{discovery_id, HomeAssistantConfig};
 pub use metrics::MetricsConfig;
 pub use models::{
     Activation, BoxFormat, ChannelOrder, DetectConfig, DetectFormat, ImagePreprocess, Layout,
@@ -57,6 +59,8 @@ pub struct Config {
     pub remote: Option<RemoteConfig>,
     /// Which onnxruntime library the `ort-*` backends load; searched for without it.
     pub onnxruntime: OnnxRuntimeConfig,
+    /// Home Assistant discovery; off without it (or with `enabled = false`).
+    pub homeassistant: Option<HomeAssistantConfig>,
 }
 
 /// The default configuration printed by `edgeinfer print-default-config`: every key, documented.
@@ -225,7 +229,39 @@ impl Config {
                 ));
             }
         }
+        if let Some(ha) = self.homeassistant.as_ref().filter(|h| h.enabled) {
+            self.validate_homeassistant(ha, &mut errors);
+        }
         errors
+    }
+
+    /// `[homeassistant]` and what it relies on: the uplink, the status topic management publishes
+    /// (availability), and sensor ids that stay apart as discovery ids.
+    fn validate_homeassistant(&self, ha: &HomeAssistantConfig, errors: &mut Vec<ConfigError>) {
+        ha.validate("homeassistant", errors);
+        if self.mqtt.is_none() {
+            errors.push(ConfigError::new(
+                "homeassistant",
+                "Home Assistant discovery needs an [mqtt] section",
+            ));
+        }
+        if self.remote.is_none() {
+            errors.push(ConfigError::new(
+                "homeassistant",
+                "Home Assistant reads the entities' availability from the status topic that [remote] publishes: add a [remote] section (an empty one will do)",
+            ));
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, sensor) in self.sensors.iter().enumerate() {
+            if let Some(other) = seen.insert(discovery_id(&sensor.id), &sensor.id) {
+                if *other != sensor.id {
+                    errors.push(ConfigError::new(
+                        format!("sensors[{i}].id"),
+                        format!("\"{}\" and \"{other}\" are the same Home Assistant id (dots read as _): rename one", sensor.id),
+                    ));
+                }
+            }
+        }
     }
 
     /// Where the outbox database lives.

@@ -2,8 +2,8 @@
 
 use super::section::section;
 use super::{
-    Config, ConfigError, DeviceConfig, LoadError, MetricsConfig, MqttConfig, OnnxRuntimeConfig,
-    OutboxConfig, RemoteConfig,
+    Config, ConfigError, DeviceConfig, HomeAssistantConfig, LoadError, MetricsConfig, MqttConfig,
+    OnnxRuntimeConfig, OutboxConfig, RemoteConfig,
 };
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ const SECTIONS: &[&str] = &[
     "metrics",
     "remote",
     "onnxruntime",
+    "homeassistant",
 ];
 
 /// A config as far as it deserialized, with the problems found on the way.
@@ -108,6 +109,9 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
         .get("onnxruntime")
         .and_then(|v| section::<OnnxRuntimeConfig>(v, "onnxruntime", &mut errors))
         .unwrap_or_default();
+    let homeassistant = table
+        .get("homeassistant")
+        .and_then(|v| section::<HomeAssistantConfig>(v, "homeassistant", &mut errors));
 
     Ok(Parsed {
         config: Config {
@@ -119,6 +123,7 @@ pub(super) fn parse_config(text: &str) -> Result<Parsed, LoadError> {
             metrics,
             remote,
             onnxruntime,
+            homeassistant,
         },
         errors,
         broken_model_ids,

@@ -227,3 +227,46 @@ fn device_labels_are_checked_with_their_key_paths() {
     );
     assert!(errors_of(&too_many)[0].contains("33 labels; at most 32"));
 }
+
+#[test]
+fn home_assistant_discovery_is_checked_with_what_it_relies_on() {
+    // Off: nothing else is needed.
+    assert!(errors_of(&format!("{VALID}\n[homeassistant]\n")).is_empty());
+    let errors = errors_of(&format!(
+        "{VALID}\n[homeassistant]\nenabled = true\ndiscovery_prefix = \"ha/\"\nstate_interval_ms = 5\ncolour = 1\n"
+    ));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("homeassistant.colour: unknown field"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!(
+        "{VALID}\n[homeassistant]\nenabled = true\ndiscovery_prefix = \"ha/\"\nstate_interval_ms = 5\n"
+    ));
+    for wanted in [
+        "homeassistant.discovery_prefix: \"ha/\" is not a topic prefix",
+        "homeassistant.state_interval_ms: must be 100 to 3600000",
+        "homeassistant: Home Assistant discovery needs an [mqtt] section",
+        "homeassistant: Home Assistant reads the entities' availability",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(wanted)),
+            "{wanted}: {errors:?}"
+        );
+    }
+    // Two sensor ids that read the same once dots become underscores.
+    let mut text = VALID.replace("id = \"cam\"", "id = \"cam.0\"");
+    text.push_str(
+        &VALID[VALID.find("[[sensors]]").unwrap()..].replace("id = \"cam\"", "id = \"cam_0\""),
+    );
+    text.push_str(
+        "\n[mqtt]\nbroker = \"mqtt://127.0.0.1\"\n[remote]\n[homeassistant]\nenabled = true\n",
+    );
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .starts_with("sensors[1].id: \"cam_0\" and \"cam.0\" are the same Home Assistant id"),
+        "{errors:?}"
+    );
+}

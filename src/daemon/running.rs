@@ -2,6 +2,7 @@
 
 use super::{Daemon, LoadedModel, Options, StartError};
 use crate::config::Config;
+use crate::homeassistant::HomeAssistant;
 use crate::manage::ota::{Ota, NOTICE_QUEUE};
 use crate::manage::{self, Control};
 use crate::metrics;
@@ -39,6 +40,7 @@ pub struct Running {
     uplink_stop: CancellationToken,
     uplink: Option<JoinHandle<()>>,
     control: Option<JoinHandle<()>>,
+    homeassistant: Option<JoinHandle<()>>,
     metrics: Option<JoinHandle<()>>,
     supervisor: Option<JoinHandle<()>>,
 }
@@ -107,6 +109,11 @@ impl Daemon {
             Some(control) => Some(tokio::spawn(control.map_err(StartError::Mqtt)?.run())),
             None => None,
         };
+        let homeassistant =
+            match HomeAssistant::new(&self.config, &sensor_stats, uplink_stop.clone()) {
+                Some(ha) => Some(tokio::spawn(ha.map_err(StartError::Mqtt)?.run())),
+                None => None,
+            };
         info!(
             device = %self.config.device.id,
             models = self.config.models.len(),
@@ -143,6 +150,7 @@ impl Daemon {
             uplink_stop,
             uplink,
             control,
+            homeassistant,
             metrics,
             supervisor,
         })
@@ -295,7 +303,10 @@ impl Running {
             warn!("Sensors or workers did not stop in time; exiting without them");
         }
         self.uplink_stop.cancel();
-        for task in [self.uplink, self.control].into_iter().flatten() {
+        for task in [self.uplink, self.control, self.homeassistant]
+            .into_iter()
+            .flatten()
+        {
             let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
         }
         // Appends are already on disk; this makes the last acknowledgements durable too, so that

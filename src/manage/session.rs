@@ -126,18 +126,11 @@ impl Control {
             }
         };
         loop {
-            match self.session(&mut sampler, &mut notices).await {
-                SessionEnd::Shutdown => break,
-                SessionEnd::Lost { connected, reason } => {
-                    if connected {
-                        backoff.reset();
-                        warn!(broker = %self.mqtt.broker, reason, "Management connection lost");
-                    } else {
-                        debug!(broker = %self.mqtt.broker, reason, "Management connection failed");
-                    }
-                }
-            }
-            if !backoff.wait(&self.shutdown).await {
+            let end = self.session(&mut sampler, &mut notices).await;
+            if !backoff
+                .after(end, "management", &self.mqtt.broker, &self.shutdown)
+                .await
+            {
                 break;
             }
         }

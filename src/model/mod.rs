@@ -1,16 +1,18 @@
 //! Models as the daemon holds them: checked against their sha256, versioned, prepared once on the
 //! first backend that can run them, with their inputs sorted into frame, constant and recurrent.
 
+mod auto;
 mod digest;
 pub mod store;
 
+pub use auto::{prepare_first, Chosen};
 pub use digest::sha256_file;
 
 use crate::backend::{self, filled, BackendError, PrepareOptions, PreparedModel, TensorSpec};
 use crate::config::ModelConfig;
 use std::path::PathBuf;
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 use tract_onnx::prelude::Tensor;
 
 /// Hex characters of the sha256 used as a model's version.
@@ -212,49 +214,11 @@ fn prepare_on_backend(
     if config.auto_tune {
         return fastest_backend(config, options);
     }
-    let mut tried = Vec::new();
-    // Backends not available, with the reason: consecutive ones with the same reason (every
-    // onnxruntime provider when the library is missing) are reported together.
-    let mut unavailable: Vec<(Vec<&'static str>, String)> = Vec::new();
-    for backend in backend::candidates(&config.ort) {
-        if let Err(reason) = backend.check() {
-            tracing::debug!(model = %id, backend = backend.name(), reason, "Backend not available");
-            match unavailable.last_mut() {
-                Some((names, last)) if *last == reason => names.push(backend.name()),
-                _ => unavailable.push((vec![backend.name()], reason)),
-            }
-            continue;
-        }
-        tried.extend(
-            unavailable
-                .drain(..)
-                .map(|(names, reason)| format!("{}: not available ({reason})", names.join(", "))),
-        );
-        let started = Instant::now();
-        match backend.prepare(&config.path, options) {
-            Ok(prepared) => {
-                if !tried.is_empty() {
-                    info!(model = %id, backend = backend.name(), passed_over = %tried.join("; "), "Model loaded on a fallback backend");
-                }
-                tracing::debug!(model = %id, backend = backend.name(), ms = started.elapsed().as_millis() as u64, "Backend prepared the model");
-                return Ok((backend.name(), prepared));
-            }
-            Err(e) if e.is_config_error() => return Err(backend_err(e)),
-            Err(e) => {
-                warn!(model = %id, backend = backend.name(), reason = %e, "Backend cannot load the model; trying the next one");
-                tried.push(format!("{}: {e}", backend.name()));
-            }
-        }
+    let chosen = auto::prepare_first(id, &config.path, &config.ort, options)?;
+    if !chosen.passed_over.is_empty() {
+        info!(model = %id, backend = chosen.backend, passed_over = %chosen.passed_over.join("; "), "Model loaded on a fallback backend");
     }
-    tried.extend(
-        unavailable
-            .into_iter()
-            .map(|(names, reason)| format!("{}: not available ({reason})", names.join(", "))),
-    );
-    Err(ModelError::NoBackend {
-        id: id.clone(),
-        tried: tried.join("; "),
-    })
+    Ok((chosen.backend, chosen.prepared))
 }
 
 /// Runs of each backend timed by `auto_tune`, after two untimed ones.

@@ -239,6 +239,32 @@ impl Backoff {
         self.next
     }
 
+    /// After a connection of `what` (for logs) to `broker` ended: logs how (a loss at WARN, a
+    /// failed attempt at DEBUG), restarts the waits after one that had been up, and waits before
+    /// the next attempt. False when it ended with shutdown, or shutdown came during the wait.
+    pub async fn after(
+        &mut self,
+        end: SessionEnd,
+        what: &str,
+        broker: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        match end {
+            SessionEnd::Shutdown => return false,
+            SessionEnd::Lost {
+                connected: true,
+                reason,
+            } => {
+                self.reset();
+                tracing::warn!(connection = what, broker, reason, "MQTT connection lost");
+            }
+            SessionEnd::Lost { reason, .. } => {
+                tracing::debug!(connection = what, broker, reason, "MQTT connection failed");
+            }
+        }
+        self.wait(shutdown).await
+    }
+
     /// Waits before the next attempt; false if `shutdown` came first.
     pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
         let delay = self.next_delay();

@@ -10,6 +10,12 @@ pub fn all_predictions(prefix: &str, device: &str) -> String {
     format!("{prefix}/{device}/predictions/+")
 }
 
+/// Retained brief of a sensor's newest result and frame rate, for dashboards that show a state
+/// (Home Assistant's entities read it).
+pub fn sensor_state(prefix: &str, device: &str, sensor: &str) -> String {
+    format!("{prefix}/{device}/state/{sensor}")
+}
+
 /// Retained presence and state of a device (birth message; the last will marks it offline).
 pub fn status(prefix: &str, device: &str) -> String {
     format!("{prefix}/{device}/status")

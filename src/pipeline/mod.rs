@@ -2,6 +2,7 @@
 
 mod detect;
 mod heartbeat;
+mod latest;
 mod output_values;
 mod postprocess;
 mod preprocess;
@@ -13,6 +14,7 @@ mod worker;
 
 pub use detect::{decode_yolo, nms, Candidate, Detector};
 pub use heartbeat::Heartbeat;
+pub use latest::{LatestResult, LatestSlot};
 pub use postprocess::Postprocessor;
 pub use preprocess::Preprocessor;
 pub use queue::{FrameQueue, QueueClosed, SensorPort};

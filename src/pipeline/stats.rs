@@ -1,8 +1,10 @@
-//! Per-sensor counters, shared between the sensor thread, its queue and the worker.
+//! Per-sensor counters and newest result, shared between the sensor thread, its queue and the
+//! worker.
 
+use super::latest::LatestSlot;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one sensor since start-up.
+/// Counters of one sensor since start-up, and its newest result.
 #[derive(Debug, Default)]
 pub struct SensorStats {
     /// Frames the sensor produced.
@@ -19,6 +21,8 @@ pub struct SensorStats {
     /// Data lost inside the source before it became a frame (audio samples the callback could
     /// not buffer, serial bytes skipped to get back in step), in the source's own units.
     pub overruns: AtomicU64,
+    /// The newest stored prediction, in brief.
+    pub latest: LatestSlot,
 }
 
 impl SensorStats {

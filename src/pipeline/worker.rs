@@ -6,7 +6,7 @@ use super::serving::{
     self, bump, Change, ModelSlot, ShadowStats, SlotEvent, SlotEventKind, Trial, Verdict,
     RECENT_LATENCIES,
 };
-use super::{FrameQueue, Heartbeat, LatencyWindow, SensorStats, Serving};
+use super::{FrameQueue, Heartbeat, LatencyWindow, LatestResult, SensorStats, Serving};
 use crate::frame::Frame;
 use crate::model::RecurrentState;
 use crate::outbox::{Appended, Outbox};
@@ -85,6 +85,7 @@ impl Worker {
             outbox: self.outbox,
             log_predictions: self.log_predictions,
             latency: self.latency,
+            stats: self.stats,
         };
         while let Some(frame) = self.queue.pop() {
             self.heartbeat.busy();
@@ -95,7 +96,7 @@ impl Worker {
             if let Some(hook) = &self.frame_hook {
                 hook(&id, frames);
             }
-            let stats = self.stats.get(&frame.sensor).cloned();
+            let stats = ctx.stats.get(&frame.sensor).cloned();
             match state.frame(&frame, &ctx) {
                 Ok(true) => {
                     if let Some(s) = &stats {
@@ -123,6 +124,7 @@ struct Shared {
     outbox: Arc<Outbox>,
     log_predictions: bool,
     latency: Arc<LatencyWindow>,
+    stats: HashMap<Arc<str>, Arc<SensorStats>>,
 }
 
 impl Shared {
@@ -402,6 +404,7 @@ fn store(serving: &Serving, frame: &Frame, inferred: &Inferred, ctx: &Shared) ->
     let model = &serving.model;
     let inferred_at = SystemTime::now();
     let latency_us = inferred.latency.as_micros() as u64;
+    let captured_at = rfc3339(frame.captured_at);
     let appended = ctx.outbox.append(&frame.sensor, |seq| {
         let prediction = Prediction {
             id: format!("{}-{seq}", ctx.device),
@@ -410,7 +413,7 @@ fn store(serving: &Serving, frame: &Frame, inferred: &Inferred, ctx: &Shared) ->
             model: model.id.clone(),
             model_version: model.version.clone(),
             frame_seq: frame.seq,
-            captured_at: rfc3339(frame.captured_at),
+            captured_at: captured_at.clone(),
             inferred_at: rfc3339(inferred_at),
             latency_us,
             historical: false,
@@ -423,6 +426,11 @@ fn store(serving: &Serving, frame: &Frame, inferred: &Inferred, ctx: &Shared) ->
         Ok(Appended::Stored { seq, payload_len }) => {
             let id = format!("{}-{seq}", ctx.device);
             let summary = inferred.result.summary();
+            if let Some(stats) = ctx.stats.get(&frame.sensor) {
+                let brief =
+                    LatestResult::new(&inferred.result, &model.id, &model.version, captured_at);
+                stats.latest.set(brief);
+            }
             if ctx.log_predictions {
                 info!(id, sensor = %frame.sensor, frame = frame.seq, latency_us, bytes = payload_len, result = %summary, "Prediction stored");
             } else {
