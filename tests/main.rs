@@ -20,6 +20,7 @@ mod daemon_in_process;
 mod deb_package;
 mod fleet;
 mod homeassistant;
+mod journal;
 mod metrics;
 mod mqtt_delivery;
 mod netns_harness;

@@ -9,6 +9,7 @@ mod compare;
 mod fleet;
 mod infer;
 mod keygen;
+mod logging;
 mod operator;
 mod ota;
 mod outbox;
@@ -82,7 +83,7 @@ enum Command {
 /// Parses the command line, sets up logging and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    logging::init();
     match cli.command {
         Command::Run { config } => run::run(&config),
         Command::CheckConfig { files } => check_config::run(&files),
@@ -119,16 +120,4 @@ fn build_runtime(
         tracing::error!(error = %e, "Cannot start the async runtime");
         ExitCode::FAILURE
     })
-}
-
-fn init_tracing() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
 }

@@ -14,6 +14,7 @@ pub(super) fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    super::logging::set_device(&config.device.id);
     // Inference and sensors have their own threads; the reactor only does I/O and timers.
     let runtime =
         match super::build_runtime(tokio::runtime::Builder::new_multi_thread().worker_threads(2)) {
