@@ -29,6 +29,7 @@ mod ota;
 mod outbox_cap;
 mod outbox_cli;
 mod outbox_faults;
+mod progress;
 mod real_devices;
 mod record_replay;
 mod remote_commands;

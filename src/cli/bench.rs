@@ -296,7 +296,13 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
+    let steps = names.len() + usize::from(args.reference_script.is_some());
+    let bar = super::progress::bar(
+        steps as u64,
+        "bench [{wide_bar}] {pos}/{len} measured, now {msg}, {elapsed}",
+    );
     for name in &names {
+        bar.set_message(name.clone());
         let mut child = args.clone();
         child.child = true;
         child.backends = vec![name.clone()];
@@ -309,7 +315,9 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
             continue;
         }
         rows.push(serde_json::from_slice::<Measured>(&out.stdout).context("child output")?);
+        bar.inc(1);
     }
+    bar.set_message("the reference script");
     if let Some(script) = &args.reference_script {
         if args.config.is_some() {
             bail!("--reference-script measures a bare .onnx; use it without --config");
@@ -339,6 +347,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         }
         rows.push(serde_json::from_slice(&out.stdout).context("reference script output")?);
     }
+    bar.finish_and_clear();
     if rows.is_empty() {
         bail!("no backend could be measured");
     }

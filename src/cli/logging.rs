@@ -40,7 +40,7 @@ pub fn init() {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(std::io::stderr)
+        .with_writer(|| super::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

@@ -14,6 +14,7 @@ mod operator;
 mod ota;
 mod outbox;
 mod print_default_config;
+mod progress;
 mod record;
 mod run;
 

@@ -153,14 +153,17 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
         })
     };
     let limit = args.frames.unwrap_or(u64::MAX);
+    let bar = progress_bar(args.frames, duration);
     let written = runtime.block_on(async {
-        let (queue, token) = (Arc::clone(&queue), shutdown.clone());
+        let (queue, token, bar) = (Arc::clone(&queue), shutdown.clone(), bar.clone());
         tokio::task::spawn_blocking(move || {
             while writer.frames() < limit {
                 let Some(frame) = queue.pop() else { break };
                 if let Err(e) = writer.write(&frame) {
                     warn!(error = %e, "Frame not recorded");
                 }
+                bar.set_position(writer.frames());
+                bar.set_message(indicatif::HumanBytes(writer.bytes()).to_string());
             }
             token.cancel();
             let (frames, bytes) = (writer.frames(), writer.bytes());
@@ -169,6 +172,7 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
         .await
     });
     stopper.abort();
+    bar.finish_and_clear();
     shutdown.cancel();
     let _ = capture.join();
     match written {
@@ -184,5 +188,23 @@ pub(super) fn run(args: &RecordArgs) -> ExitCode {
             error!(error = %e, "Recording writer failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The bar of a recording: of frames with `--frames`, else a count with the time so far.
+fn progress_bar(frames: Option<u64>, duration: Option<Duration>) -> indicatif::ProgressBar {
+    match (frames, duration) {
+        (Some(n), _) => super::progress::bar(
+            n,
+            "record [{wide_bar}] {pos}/{len} frames, {msg}, ETA {eta}",
+        ),
+        (None, Some(d)) => super::progress::bar(
+            d.as_secs(),
+            "record {spinner} {pos} frames, {msg}, {elapsed} of {len}s",
+        ),
+        (None, None) => super::progress::bar(
+            0,
+            "record {spinner} {pos} frames, {msg}, {elapsed} (Ctrl-C stops)",
+        ),
     }
 }

@@ -64,7 +64,13 @@ pub(in crate::cli) async fn push(p: &Prepared) -> Result<Outcome, String> {
     let (jobs_tx, jobs) = mpsc::channel(1);
     let (sent_tx, sent) = mpsc::channel(1);
     let (received_tx, received) = watch::channel(0);
+    let bar = crate::cli::progress::bar(
+        p.manifest.size,
+        "{prefix} {msg} [{wide_bar}] {bytes}/{total_bytes} acknowledged, {bytes_per_sec}, ETA {eta}",
+    );
+    bar.set_prefix(p.device.clone());
     let chunks = Chunks {
+        bar: bar.clone(),
         client: client.clone(),
         prefix: p.mqtt.topic_prefix.clone(),
         device: p.device.clone(),
@@ -79,10 +85,12 @@ pub(in crate::cli) async fn push(p: &Prepared) -> Result<Outcome, String> {
         transfer: Transfer::new(p.manifest.chunks(), p.wait_for_commit),
         received: received_tx,
         rate: None,
+        bar: bar.clone(),
     }
     .run(&mut conn, sent)
     .await;
     sender.abort();
+    bar.finish_and_clear();
     // Let the disconnect go out before the event loop is dropped.
     conn.close(Duration::from_millis(200)).await;
     result
@@ -98,6 +106,8 @@ struct Driver<'p> {
     received: watch::Sender<u32>,
     /// Chunks the device had and when, at its first progress message: the rate's origin.
     rate: Option<(Instant, u32)>,
+    /// Bytes the device acknowledged, on a terminal.
+    bar: indicatif::ProgressBar,
 }
 
 impl Driver<'_> {
@@ -213,6 +223,7 @@ impl Driver<'_> {
             State::Receiving | State::Incomplete => {
                 let (since, first) = *self.rate.get_or_insert((Instant::now(), progress.received));
                 let bytes = received_bytes(m, progress.received);
+                self.bar.set_position(bytes);
                 let new_bytes = bytes.saturating_sub(received_bytes(m, first));
                 let secs = since.elapsed().as_secs_f64();
                 let rate = if secs > 0.0 {
@@ -276,6 +287,8 @@ pub(in crate::cli) fn state_name(state: State) -> String {
 
 /// Publishes chunks, in jobs of chunk numbers each followed by `end`.
 struct Chunks {
+    /// Says how many chunks went out (resent ones counted again), on a terminal.
+    bar: indicatif::ProgressBar,
     client: AsyncClient,
     prefix: String,
     device: String,
@@ -301,6 +314,7 @@ impl Chunks {
             n if n < 20 => usize::MAX,
             n => n.div_ceil(20) as usize,
         };
+        let mut published = 0u64;
         while let Some(job) = jobs.recv().await {
             let started = Instant::now();
             let base = *received.borrow_and_update();
@@ -332,6 +346,9 @@ impl Chunks {
                     return;
                 }
                 count += 1;
+                published += 1;
+                self.bar
+                    .set_message(format!("{published}/{} chunks sent", m.chunks()));
                 if (i + 1) % step == 0 && i + 1 < job.len() {
                     info!(
                         "Sent {}/{} chunks, {bytes} bytes, {:.0} KiB/s",
