@@ -127,6 +127,11 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
   ORT_DYLIB_PATH=$("$PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0])')
   export ORT_DYLIB_PATH
 fi
+# ort-openvino: the OpenVINO plugin execution provider from the onnxruntime-ep-openvino wheel.
+if [ -z "${ORT_OPENVINO_PLUGIN:-}" ]; then
+  ORT_OPENVINO_PLUGIN=$("$PYTHON" -c 'import glob, os, onnxruntime_ep_openvino as p; print(os.path.join(os.path.dirname(p.__file__), "libonnxruntime_providers_openvino_plugin.so"))' 2>/dev/null || true)
+  export ORT_OPENVINO_PLUGIN
+fi
 cargo test --release --features ort "$@"
 
 # The whole suite (no arguments) also runs the device tests against real kernel drivers in an

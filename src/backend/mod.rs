@@ -7,6 +7,8 @@
 mod ort;
 #[cfg(feature = "ort")]
 pub mod ort_library;
+#[cfg(feature = "ort")]
+mod ort_plugin;
 mod registry;
 mod tract;
 

@@ -6,6 +6,7 @@
 //! missing or unusable library makes every `ort-*` backend report "not available" rather than fail.
 
 use super::ort_library;
+use super::ort_plugin;
 use super::{Backend, BackendError, PrepareOptions, PreparedModel, TensorSpec};
 use crate::config::OrtOptions;
 use ort::environment::Environment;
@@ -214,7 +215,13 @@ impl Backend for OrtBackend {
     }
 
     fn check(&self) -> Result<(), String> {
-        environment()?;
+        let env = environment()?;
+        if self.provider == Provider::OpenVino {
+            if let Some(plugin) = ort_plugin::registered(env)? {
+                let device = self.options.openvino_device.as_deref().unwrap_or("CPU");
+                return ort_plugin::check(env, plugin, device);
+            }
+        }
         if self.provider_compiled()? {
             Ok(())
         } else {
@@ -243,9 +250,17 @@ impl Backend for OrtBackend {
                 .with_intra_threads(threads)
                 .map_err(|e| load_err(e.to_string()))?;
         }
-        let mut builder = builder
-            .with_execution_providers([self.dispatch()])
-            .map_err(|e| load_err(e.to_string()))?;
+        let devices = match self.provider {
+            Provider::Cpu => ort_plugin::cpu_session(env),
+            Provider::OpenVino => ort_plugin::openvino_session(env, &self.options, options.threads),
+            _ => Ok(None),
+        }
+        .map_err(load_err)?;
+        let mut builder = match devices {
+            Some((devices, ep_options)) => builder.with_devices(devices, Some(&ep_options)),
+            None => builder.with_execution_providers([self.dispatch()]),
+        }
+        .map_err(|e| load_err(e.to_string()))?;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;
