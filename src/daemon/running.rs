@@ -194,6 +194,7 @@ fn spawn_workers(
             outbox: Arc::clone(outbox),
             stats: model.stats,
             log_predictions: config.device.log_predictions,
+            keep_latest: config.homeassistant.as_ref().is_some_and(|h| h.enabled),
             heartbeat,
             latency,
             frame_hook: options.frame_hook.clone(),

@@ -41,6 +41,9 @@ pub struct Worker {
     pub stats: HashMap<Arc<str>, Arc<SensorStats>>,
     /// Log each prediction at INFO rather than DEBUG.
     pub log_predictions: bool,
+    /// Keep each sensor's newest result in brief (`SensorStats::latest`), for Home Assistant's
+    /// states; off, the hot path does not build it.
+    pub keep_latest: bool,
     /// Progress, for the service watchdog.
     pub heartbeat: Arc<Heartbeat>,
     /// Inference latencies, for telemetry.
@@ -84,6 +87,7 @@ impl Worker {
             events: self.events,
             outbox: self.outbox,
             log_predictions: self.log_predictions,
+            keep_latest: self.keep_latest,
             latency: self.latency,
             stats: self.stats,
         };
@@ -123,6 +127,7 @@ struct Shared {
     events: tokio::sync::mpsc::Sender<SlotEvent>,
     outbox: Arc<Outbox>,
     log_predictions: bool,
+    keep_latest: bool,
     latency: Arc<LatencyWindow>,
     stats: HashMap<Arc<str>, Arc<SensorStats>>,
 }
@@ -426,7 +431,7 @@ fn store(serving: &Serving, frame: &Frame, inferred: &Inferred, ctx: &Shared) ->
         Ok(Appended::Stored { seq, payload_len }) => {
             let id = format!("{}-{seq}", ctx.device);
             let summary = inferred.result.summary();
-            if let Some(stats) = ctx.stats.get(&frame.sensor) {
+            if let Some(stats) = ctx.stats.get(&frame.sensor).filter(|_| ctx.keep_latest) {
                 let brief =
                     LatestResult::new(&inferred.result, &model.id, &model.version, captured_at);
                 stats.latest.set(brief);
