@@ -26,23 +26,28 @@ fn record_command(dir: &std::path::Path, frames: u32) -> String {
     )
 }
 
+/// What `command` writes when its stderr is a pipe (stderr), and on a terminal (the screen),
+/// each run to a successful end.
+fn piped_and_on_a_terminal(command: &str) -> (String, String) {
+    let piped = Command::new("sh").args(["-c", command]).output().unwrap();
+    let log = String::from_utf8_lossy(&piped.stderr).into_owned();
+    assert!(piped.status.success(), "{log}");
+    let tty = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&tty.stdout).into_owned();
+    assert!(tty.status.success(), "{screen}");
+    (log, screen)
+}
+
 #[test]
 fn record_draws_a_bar_on_a_terminal_and_none_into_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
-    let command = record_command(dir.path(), 30);
-    let piped = Command::new("sh").args(["-c", &command]).output().unwrap();
-    let log = String::from_utf8_lossy(&piped.stderr);
-    assert!(piped.status.success(), "{log}");
+    let (log, screen) = piped_and_on_a_terminal(&record_command(dir.path(), 30));
     assert!(log.contains("Recording written"), "{log}");
     assert!(!log.contains("record [") && !log.contains('\r'), "{log}");
-
     // On a terminal: the bar, and the log lines still there.
-    let tty = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .output()
-        .unwrap();
-    let screen = String::from_utf8_lossy(&tty.stdout);
-    assert!(tty.status.success(), "{screen}");
     assert!(screen.contains("record ["), "{screen}");
     assert!(screen.contains("/30 frames"), "{screen}");
     assert!(screen.contains("Recording written"), "{screen}");
@@ -55,16 +60,8 @@ fn bench_draws_a_bar_over_its_backends_on_a_terminal_only() {
         env!("CARGO_BIN_EXE_edgeinfer"),
         repo("models/vibration.onnx").display()
     );
-    let piped = Command::new("sh").args(["-c", &command]).output().unwrap();
-    let log = String::from_utf8_lossy(&piped.stderr);
-    assert!(piped.status.success(), "{log}");
+    let (log, screen) = piped_and_on_a_terminal(&command);
     assert!(!log.contains("bench [") && !log.contains('\r'), "{log}");
-    let tty = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .output()
-        .unwrap();
-    let screen = String::from_utf8_lossy(&tty.stdout);
-    assert!(tty.status.success(), "{screen}");
     assert!(
         screen.contains("bench [") && screen.contains("measured, now tract"),
         "{screen}"

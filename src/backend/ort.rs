@@ -87,8 +87,8 @@ impl OrtBackend {
                 trt.build().error_on_failure()
             }
             Provider::OpenVino => {
-                let device = o.openvino_device.clone().unwrap_or_else(|| "CPU".into());
-                let mut ov = ep::OpenVINO::default().with_device_type(&device);
+                let device = ort_plugin::device(o);
+                let mut ov = ep::OpenVINO::default().with_device_type(device);
                 if o.fp16 {
                     ov = ov.with_precision("FP16");
                 }
@@ -218,8 +218,7 @@ impl Backend for OrtBackend {
         let env = environment()?;
         if self.provider == Provider::OpenVino {
             if let Some(plugin) = ort_plugin::registered(env)? {
-                let device = self.options.openvino_device.as_deref().unwrap_or("CPU");
-                return ort_plugin::check(env, plugin, device);
+                return ort_plugin::check(env, plugin, ort_plugin::device(&self.options));
             }
         }
         if self.provider_compiled()? {

@@ -45,9 +45,19 @@ pub(super) fn registered(env: &Environment) -> Result<Option<&'static PathBuf>, 
     }
 }
 
+/// The OpenVINO device a model asks for (`openvino_device`), `CPU` by default.
+pub(super) fn device(options: &OrtOptions) -> &str {
+    options.openvino_device.as_deref().unwrap_or("CPU")
+}
+
+/// The device class of a device name such as `GPU.1`: what OpenVINO's `load_config` is keyed by.
+fn class(device: &str) -> &str {
+    device.split('.').next().unwrap_or(device)
+}
+
 /// The plugin's devices of `device_type` (`CPU`, `GPU`, `NPU`).
 fn openvino_devices<'e>(env: &'e Environment, device_type: &str) -> Vec<Device<'e>> {
-    let wanted = match device_type.split('.').next().unwrap_or_default() {
+    let wanted = match class(device_type) {
         "GPU" => DeviceType::GPU,
         "NPU" => DeviceType::NPU,
         _ => DeviceType::CPU,
@@ -100,11 +110,8 @@ pub(super) fn openvino_session<'e>(
     if registered(env)?.is_none() {
         return Ok(None);
     }
-    let device = options
-        .openvino_device
-        .clone()
-        .unwrap_or_else(|| "CPU".into());
-    let devices = openvino_devices(env, &device);
+    let device = device(options);
+    let devices = openvino_devices(env, device);
     // The plugin ignores the classic options (device_type, precision, num_of_threads): OpenVINO's
     // own properties go in load_config. f32 unless fp16, whatever the CPU would pick by default
     // (bf16 where it has it, which changes results).
@@ -114,8 +121,7 @@ pub(super) fn openvino_session<'e>(
     if let Some(n) = threads {
         properties.insert("INFERENCE_NUM_THREADS".into(), n.to_string().into());
     }
-    let key = device.split('.').next().unwrap_or("CPU").to_string();
-    let load_config = serde_json::json!({ key: properties }).to_string();
+    let load_config = serde_json::json!({ class(device): properties }).to_string();
     Ok(Some((
         devices,
         vec![(format!("{OPENVINO}.load_config"), load_config)],

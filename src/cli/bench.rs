@@ -317,8 +317,8 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         rows.push(serde_json::from_slice::<Measured>(&out.stdout).context("child output")?);
         bar.inc(1);
     }
-    bar.set_message("the reference script");
     if let Some(script) = &args.reference_script {
+        bar.set_message("the reference script");
         if args.config.is_some() {
             bail!("--reference-script measures a bare .onnx; use it without --config");
         }
