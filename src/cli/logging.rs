@@ -11,25 +11,32 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::OnceLock;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Registry};
+use tracing_subscriber::{reload, Registry};
 
 /// The journal layer, replaceable so that the device id can be added once it is known.
 static JOURNAL: OnceLock<reload::Handle<tracing_journald::Layer, Registry>> = OnceLock::new();
 
 /// Sets up logging for the whole process (`RUST_LOG` filters; `info` by default).
 pub fn init() {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, filter_error) = filter_from(std::env::var("RUST_LOG").ok().as_deref());
+    let warn_filter = |error: Option<String>| {
+        if let Some(e) = error {
+            tracing::warn!(error = %e, "RUST_LOG is not a list of [target=]level; logging at info");
+        }
+    };
     let journal_error = if stderr_is_journal() {
         match journal_layer(None) {
             Ok(layer) => {
                 let (layer, handle) = reload::Layer::new(layer);
                 tracing_subscriber::registry()
                     .with(layer)
-                    .with(filter())
+                    .with(filter)
                     .init();
                 let _ = JOURNAL.set(handle);
+                warn_filter(filter_error);
                 return;
             }
             Err(e) => Some(e),
@@ -39,13 +46,31 @@ pub fn init() {
     };
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(filter())
         .with_writer(|| super::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        // The builder's own default maximum is INFO; `filter` decides what passes.
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+        .finish()
+        .with(filter)
         .init();
+    warn_filter(filter_error);
     if let Some(e) = journal_error {
         tracing::warn!(error = %e, "stderr is the journal's, but its socket cannot be opened; logging text to stderr");
+    }
+}
+
+/// The filter `RUST_LOG` names: comma-separated `target=level` directives and an optional bare
+/// default level, as in `warn,edgeinfer::outbox=debug` (tracing's `Targets`; span and field
+/// filters are not supported). `info` when unset or unparsable, with the parse error.
+fn filter_from(spec: Option<&str>) -> (Targets, Option<String>) {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (info(), None),
+        Some(spec) => match spec.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(e) => (info(), Some(format!("{spec:?}: {e}"))),
+        },
     }
 }
 
@@ -89,4 +114,30 @@ fn stderr_is_journal() -> bool {
         return false;
     };
     stream.to_str() == Some(&format!("{}:{}", stderr.dev(), stderr.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_from;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_directives_set_levels_per_target() {
+        let (f, error) = filter_from(Some("warn,edgeinfer::outbox=debug"));
+        assert!(error.is_none());
+        assert!(f.would_enable("edgeinfer::outbox::durable", &Level::DEBUG));
+        assert!(!f.would_enable("edgeinfer::pipeline", &Level::INFO));
+        assert!(f.would_enable("edgeinfer::pipeline", &Level::WARN));
+    }
+
+    #[test]
+    fn unset_or_unparsable_rust_log_means_info() {
+        let (f, error) = filter_from(None);
+        assert!(error.is_none());
+        assert!(f.would_enable("edgeinfer", &Level::INFO));
+        assert!(!f.would_enable("edgeinfer", &Level::DEBUG));
+        let (f, error) = filter_from(Some("edgeinfer=loud"));
+        assert!(error.unwrap().contains("edgeinfer=loud"));
+        assert!(f.would_enable("edgeinfer", &Level::INFO));
+    }
 }
