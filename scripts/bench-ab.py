@@ -16,21 +16,13 @@ The ort-cpu backend needs ORT_DYLIB_PATH (scripts/test.sh sets it from the test 
 onnxruntime wheel). Models: python3 scripts/gen-bench-models.py.
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
+from pathlib import Path
 
-
-def measure(binary, model, backend, threads, runs, warmup):
-    out = subprocess.run(
-        [binary, "bench", "--child", "--model", model, "--backend", backend,
-         "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)],
-        capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        sys.exit(f"{binary} bench on {model} with {backend}: {out.stderr.strip()}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+from bench_child import measure  # noqa: E402
 
 
 def main():
@@ -54,7 +46,8 @@ def main():
         for case in cases:
             for which in order:
                 binary = a.old if which == "old" else a.new
-                m = measure(binary, *case, a.runs, a.warmup)
+                model, backend, t = case
+                m = measure(binary, model, backend, a.runs, t, a.warmup)
                 medians[(case, which)].append(m["median_us"])
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
 

@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # Lower layers must not import higher ones. A module not listed is not checked for layering.
 LAYERS = [
-    ["durable", "frame", "jpeg", "npy", "pem", "prediction", "recording"],
+    ["durable", "frame", "jpeg", "memory", "npy", "pem", "prediction", "recording"],
     ["config"],
     ["backend", "outbox", "model"],
     ["sensor", "pipeline", "mqtt", "metrics"],

@@ -6,8 +6,10 @@
                                            its camera absent (the capture loop waiting for it)
   measure-footprint.py working BIN MODEL   RSS after 30 s of 640x480 JPEG frames at 15 fps
                                            through resize 256, crop 224, MODEL, classify
-  measure-footprint.py bare    BIN MODEL   the reference: peak RSS of `bench --child` (the model
-                                           alone on tract, no daemon around it)
+  measure-footprint.py bare    BIN MODEL [--threads N]
+                                           the reference: peak RSS of `bench --child` (the model
+                                           alone on tract, no daemon around it; the backend's
+                                           default threads, as in the daemon, unless given)
   measure-footprint.py startup BIN MODEL [--cold] [--repeat N]
                                            time from exec to the first durable prediction (the
                                            outbox's "records durable" log line), with the time
@@ -32,6 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+from bench_child import measure  # noqa: E402
 
 
 def status(pid):
@@ -96,11 +102,16 @@ def stop(proc):
         proc.wait()
 
 
+def check_alive(proc, config_path):
+    """Exits with the daemon's log if it is no longer running."""
+    if proc.poll() is not None:
+        sys.exit(f"the daemon exited: {open(log_of(config_path)).read()}")
+
+
 def rss_after(binary, config_path, seconds):
     proc = start(binary, config_path, log=log_of(config_path))
     time.sleep(seconds)
-    if proc.poll() is not None:
-        sys.exit(f"the daemon exited: {open(log_of(config_path)).read()}")
+    check_alive(proc, config_path)
     figures = status(proc.pid)
     stop(proc)
     return figures
@@ -121,10 +132,9 @@ def working(a):
 
 
 def bare(a):
-    out = subprocess.run([a.binary, "bench", "--child", "--model", a.model, "--backend", "tract",
-                          "--runs", "30"], capture_output=True, text=True, check=True)
-    measured = json.loads(out.stdout.strip().splitlines()[-1])
-    print(json.dumps({"measure": "bare tract runner", "VmHWM": round(measured["peak_rss_kb"] / 1024, 1),
+    measured = measure(a.binary, a.model, "tract", 30, a.threads)
+    print(json.dumps({"measure": "bare tract runner", "threads": a.threads,
+                      "VmHWM": round(measured["peak_rss_kb"] / 1024, 1),
                       "median_ms": round(measured["median_us"] / 1e3, 2)}))
 
 
@@ -186,8 +196,7 @@ def soak(a):
         samples = []
         while time.monotonic() - began < a.seconds:
             time.sleep(min(60, a.seconds))
-            if proc.poll() is not None:
-                sys.exit(f"the daemon exited: {open(log_of(path)).read()}")
+            check_alive(proc, path)
             samples.append({"s": round(time.monotonic() - began), **status(proc.pid)})
             print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
         stop(proc)
@@ -209,6 +218,8 @@ def main():
         s = sub.add_parser(name)
         s.add_argument("binary")
         s.add_argument("model")
+        if name == "bare":
+            s.add_argument("--threads", type=int, default=None)
         if name == "startup":
             s.add_argument("--cold", action="store_true")
             s.add_argument("--repeat", type=int, default=5)

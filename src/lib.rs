@@ -10,6 +10,7 @@ pub mod frame;
 pub mod homeassistant;
 pub mod jpeg;
 pub mod manage;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;

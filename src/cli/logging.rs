@@ -45,13 +45,12 @@ pub fn init() {
         None
     };
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let text = tracing_subscriber::fmt::layer()
         .with_writer(|| super::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        // The builder's own default maximum is INFO; `filter` decides what passes.
-        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
-        .finish()
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(text)
         .with(filter)
         .init();
     warn_filter(filter_error);

@@ -83,6 +83,7 @@ enum Command {
 
 /// Parses the command line, sets up logging and runs the subcommand.
 pub fn main() -> ExitCode {
+    crate::memory::disable_huge_pages_unless_asked();
     let cli = Cli::parse();
     logging::init();
     match cli.command {

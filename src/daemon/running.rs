@@ -120,6 +120,8 @@ impl Daemon {
             sensors = self.config.sensors.len(),
             "Running"
         );
+        // Loading and optimising the models freed far more than they keep.
+        crate::memory::return_freed();
         let metrics = self.metrics_listener.map(|listener| {
             let sources = metrics::Sources {
                 device: self.config.device.id.clone(),

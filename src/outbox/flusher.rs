@@ -100,8 +100,10 @@ fn housekeeping(s: &Shared) {
         }
     }
     drop(inner);
+    // A closed or deleted generation frees its caches: hand them back so the daemon's RSS goes
+    // down again after a backlog has drained.
     if removed || closed {
-        return_freed_memory();
+        crate::memory::return_freed();
     }
 }
 
@@ -128,14 +130,4 @@ fn remove_drained(inner: &mut Inner) -> bool {
         }
     }
     any
-}
-
-/// A closed or deleted generation frees its memory, but glibc keeps freed memory in its arenas; hand it
-/// back so the daemon's RSS goes down again after a backlog has drained.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
