@@ -57,13 +57,16 @@ mod tests {
         // mimalloc is this test binary's allocator too. Only the block's own pages are looked
         // at (mincore), so other tests allocating meanwhile do not matter.
         const LEN: usize = 64 << 20;
-        let page = 4096;
+        // SAFETY: sysconf has no preconditions. 4, 16 or 64 KiB, depending on the kernel.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let resident = |addr: usize| {
             let mut vec = vec![0u8; LEN / page];
             // SAFETY: addr is page-aligned (see below), vec has one byte per page of the range.
             let rc = unsafe { libc::mincore(addr as *mut libc::c_void, LEN, vec.as_mut_ptr()) };
-            // ENOMEM: the range is no longer mapped at all.
             if rc != 0 {
+                let error = std::io::Error::last_os_error();
+                // ENOMEM: the range is no longer mapped at all.
+                assert_eq!(error.raw_os_error(), Some(libc::ENOMEM), "mincore: {error}");
                 return 0;
             }
             vec.iter().filter(|b| *b & 1 == 1).count()
