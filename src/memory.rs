@@ -27,9 +27,10 @@ pub fn disable_huge_pages_unless_asked() {
     }
 }
 
-/// After a large release (a drained or idle outbox generation closed): gives back now what
-/// mimalloc holds free, instead of at its next allocation after the purge delay (an idle daemon
-/// may make none), and trims glibc's heap, where onnxruntime and other C libraries allocate.
+/// After a large release (the daemon started, its models loaded and optimised; an outbox
+/// generation closed or deleted): gives back now what mimalloc holds free, instead of at its
+/// next allocation after the purge delay (an idle daemon may make none), and trims glibc's heap,
+/// where onnxruntime and other C libraries allocate.
 pub fn return_freed() {
     // SAFETY: mi_collect only releases free memory of mimalloc's heaps; it has no preconditions.
     unsafe {
